@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up on a
+# fresh machine (Rust toolchain and python3 assumed) and are cheap to re-run.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+BIN := target/release/atelier
+DEMO_DIR ?= demo-output
+
+.PHONY: help setup setup-test build demo test lint vgg
+
+help:
+	@echo "make demo   set up, build, and stylize the bundled photos with the built-in styles"
+	@echo "make test   set up, then run rustfmt, clippy and the whole test suite"
+	@echo "make vgg    fetch and convert the VGG-19 loss-network weights (for training)"
+
+setup:
+	@scripts/setup.sh
+
+setup-test:
+	@scripts/setup.sh test
+
+build: setup
+	$(CARGO) build --release
+
+demo: build
+	@scripts/demo.sh "$(DEMO_DIR)"
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+test: setup-test lint
+	$(CARGO) build --release
+	$(CARGO) test --release --all-targets

@@ -1,0 +1,322 @@
+//! The model file: one `.safetensors` file whose header metadata describes the network, so a
+//! trained style travels as a single self-describing file.
+//!
+//! `__metadata__` keys: `format` = "atelier-model", `format_version`, `spec` (NetSpec as JSON),
+//! `styles` (JSON array of names, in conditional-norm row order) and `training` (JSON, optional).
+//! Tensors: exactly `NetSpec::variables()`, f32.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::spec::NetSpec;
+use crate::transformer::TransformerNet;
+
+pub const FORMAT_NAME: &str = "atelier-model";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How a model was trained, for `atelier inspect` and reproducibility.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    pub style_images: Vec<String>,
+    pub loss_network: String,
+    pub content_weight: f64,
+    pub style_weight: f64,
+    pub tv_weight: f64,
+    pub steps: u64,
+    pub batch_size: usize,
+    pub image_size: i64,
+    pub dataset_size: usize,
+    pub date: String,
+    pub atelier_version: String,
+    /// Anything else worth keeping (learning rate, seed, source file of a conversion, ...).
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub extra: HashMap<String, String>,
+}
+
+/// The header of a model file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelMeta {
+    pub spec: NetSpec,
+    pub styles: Vec<String>,
+    pub training: Option<TrainingSummary>,
+}
+
+/// A loaded model: its header, its variables and the network over them.
+#[derive(Debug)]
+pub struct Model {
+    pub meta: ModelMeta,
+    pub vars: nn::VarStore,
+    pub net: TransformerNet,
+}
+
+impl Model {
+    /// A freshly initialised network (for training).
+    pub fn new(meta: ModelMeta, device: Device) -> Result<Self> {
+        if meta.styles.len() != meta.spec.n_styles {
+            return Err(Error::InvalidSpec(format!(
+                "{} style names for a network of {} styles",
+                meta.styles.len(),
+                meta.spec.n_styles
+            )));
+        }
+        let vars = nn::VarStore::new(device);
+        let net = TransformerNet::new(&vars.root(), &meta.spec)?;
+        Ok(Self { meta, vars, net })
+    }
+
+    /// Loads and checks a model file strictly: format and version, then exactly the tensors the
+    /// spec names, with their shapes.
+    pub fn load(path: &Path, device: Device) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, path, device)
+    }
+
+    /// Same as `load`, from a file's contents (the embedded built-in model); `path` only names
+    /// the source in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path, device: Device) -> Result<Self> {
+        let meta = parse_meta(path, bytes)?;
+        let tensors = safetensors::SafeTensors::deserialize(bytes).map_err(|e| not_a_model(path, e))?;
+        let mut named = Vec::new();
+        for (name, view) in tensors.tensors() {
+            named.push((name, view_to_tensor(path, &view)?));
+        }
+        let mut model = Self::new(meta, device)?;
+        model.set_variables(path, named)?;
+        Ok(model)
+    }
+
+    /// Copies `named` tensors into the variables, requiring exactly the spec's names and shapes.
+    /// `source` names where they came from, for error messages.
+    pub fn set_variables(&mut self, source: &Path, named: Vec<(String, Tensor)>) -> Result<()> {
+        let mut given: HashMap<String, Tensor> = named.into_iter().collect();
+        let expected = self.meta.spec.variables();
+        let mut variables = self.vars.variables();
+        for (name, shape) in &expected {
+            let tensor = given.remove(name).ok_or_else(|| Error::MissingTensor {
+                path: source.to_path_buf(),
+                name: name.clone(),
+            })?;
+            if &tensor.size() != shape {
+                return Err(Error::ShapeMismatch {
+                    path: source.to_path_buf(),
+                    name: name.clone(),
+                    expected: shape.clone(),
+                    found: tensor.size(),
+                });
+            }
+            let var = variables.get_mut(name).ok_or_else(|| {
+                Error::InvalidSpec(format!("the network has no variable `{name}`"))
+            })?;
+            tch::no_grad(|| var.copy_(&tensor));
+        }
+        if let Some(name) = sorted_keys(&given).into_iter().next() {
+            return Err(Error::UnexpectedTensor {
+                path: source.to_path_buf(),
+                name,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the model atomically: a temporary file beside `path`, fsync, rename.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let variables = self.vars.variables();
+        let mut tensors = Vec::new();
+        for (name, _) in self.meta.spec.variables() {
+            let var = variables
+                .get(&name)
+                .ok_or_else(|| Error::InvalidSpec(format!("the network has no variable `{name}`")))?;
+            tensors.push((name, var.shallow_clone()));
+        }
+        save_safetensors(path, &tensors, &self.meta_header()?)
+    }
+
+    fn meta_header(&self) -> Result<HashMap<String, String>> {
+        let json = |v: serde_json::Result<String>| v.map_err(|e| Error::InvalidSpec(e.to_string()));
+        let mut header = HashMap::new();
+        header.insert("format".to_string(), FORMAT_NAME.to_string());
+        header.insert("format_version".to_string(), FORMAT_VERSION.to_string());
+        header.insert("spec".to_string(), json(serde_json::to_string(&self.meta.spec))?);
+        header.insert("styles".to_string(), json(serde_json::to_string(&self.meta.styles))?);
+        if let Some(training) = &self.meta.training {
+            header.insert("training".to_string(), json(serde_json::to_string(training))?);
+        }
+        Ok(header)
+    }
+}
+
+/// Reads only the header of a model file (for `atelier inspect` and `atelier styles`).
+pub fn read_meta(path: &Path) -> Result<ModelMeta> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_meta(path, &bytes)
+}
+
+fn parse_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| not_a_model(path, e))?;
+    let header = metadata
+        .metadata()
+        .as_ref()
+        .ok_or_else(|| not_a_model(path, "the safetensors file has no metadata header"))?;
+    let get = |key: &str| {
+        header
+            .get(key)
+            .ok_or_else(|| not_a_model(path, format!("the header has no `{key}`")))
+    };
+    if get("format")? != FORMAT_NAME {
+        return Err(not_a_model(path, format!("format is not `{FORMAT_NAME}`")));
+    }
+    let version = get("format_version")?;
+    if version.parse::<u32>().ok() != Some(FORMAT_VERSION) {
+        return Err(Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: version.clone(),
+            supported: FORMAT_VERSION,
+        });
+    }
+    let spec: NetSpec =
+        serde_json::from_str(get("spec")?).map_err(|e| not_a_model(path, format!("bad `spec`: {e}")))?;
+    let styles: Vec<String> =
+        serde_json::from_str(get("styles")?).map_err(|e| not_a_model(path, format!("bad `styles`: {e}")))?;
+    let training = match header.get("training") {
+        Some(text) => {
+            Some(serde_json::from_str(text).map_err(|e| not_a_model(path, format!("bad `training`: {e}")))?)
+        }
+        None => None,
+    };
+    if styles.len() != spec.n_styles {
+        return Err(not_a_model(
+            path,
+            format!("{} style names for {} styles", styles.len(), spec.n_styles),
+        ));
+    }
+    Ok(ModelMeta { spec, styles, training })
+}
+
+fn not_a_model(path: &Path, reason: impl ToString) -> Error {
+    Error::NotAModel {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn sorted_keys<V>(map: &HashMap<String, V>) -> Vec<String> {
+    let mut keys: Vec<String> = map.keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+/// A safetensors tensor as a CPU f32 tensor (f16/bf16/f64 files are widened or narrowed).
+pub fn view_to_tensor(path: &Path, view: &safetensors::tensor::TensorView) -> Result<Tensor> {
+    use safetensors::Dtype;
+    let kind = match view.dtype() {
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::I64 => Kind::Int64,
+        other => return Err(not_a_model(path, format!("unsupported tensor dtype {other:?}"))),
+    };
+    let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+    let tensor = Tensor::f_from_data_size(view.data(), &shape, kind)?;
+    Ok(if matches!(kind, Kind::Uint8 | Kind::Int64) {
+        tensor
+    } else {
+        tensor.to_kind(Kind::Float)
+    })
+}
+
+/// Reads every tensor of a safetensors file (any producer) as CPU tensors, in file order.
+pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Convert {
+        path: path.to_path_buf(),
+        reason: format!("not a safetensors file: {e}"),
+    })?;
+    let mut out = Vec::new();
+    for (name, view) in tensors.tensors() {
+        out.push((name, view_to_tensor(path, &view)?));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+struct F32View {
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl safetensors::View for &F32View {
+    fn dtype(&self) -> safetensors::Dtype {
+        safetensors::Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// Writes tensors (as f32) and a metadata header to `path` atomically.
+pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)], header: &HashMap<String, String>) -> Result<()> {
+    let mut views = Vec::new();
+    for (name, tensor) in tensors {
+        let flat = tensor
+            .detach()
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous()
+            .view([-1]);
+        let values = Vec::<f32>::try_from(&flat)?;
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let shape = tensor.size().iter().map(|&d| d as usize).collect();
+        views.push((name.clone(), F32View { shape, bytes }));
+    }
+    let data = safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), &Some(header.clone()))
+        .map_err(|e| Error::InvalidSpec(format!("cannot serialise tensors: {e}")))?;
+    write_atomically(path, &data)
+}
+
+/// Writes `data` to a temporary file beside `path`, fsyncs it and renames it into place, so a
+/// crash never leaves a half-written file under the final name.
+pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    let write_err = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = temporary_sibling(path);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(write_err)
+}
+
+/// `dir/.name.tmp-PID`: hidden, in the same folder (so the rename is atomic), per process.
+pub fn temporary_sibling(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}

@@ -1,0 +1,19 @@
+//! Atelier's networks and their files: the style transformer and its architecture spec, the
+//! frozen VGG loss networks, the perceptual losses, the self-describing model file, and
+//! converters from other projects' formats.
+//!
+//! Invariants: no CLI work, no I/O beyond reading and writing model and weight files. Pixels
+//! are RGB f32 in [0, 255], NCHW (see `pixels`).
+
+pub mod error;
+pub mod file;
+pub mod pixels;
+pub mod precision;
+pub mod spec;
+pub mod transformer;
+
+pub use error::{Error, Result};
+pub use file::{Model, ModelMeta, TrainingSummary};
+pub use precision::Precision;
+pub use spec::NetSpec;
+pub use transformer::{NormStats, StyleParams, TransformerNet};

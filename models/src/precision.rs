@@ -1,0 +1,82 @@
+//! Numeric precision and memory layout for running networks.
+
+use std::fmt;
+use std::str::FromStr;
+
+use tch::{Device, Kind, Tensor};
+
+/// The floating-point type networks run in. Model files always hold f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    pub fn kind(self) -> Kind {
+        match self {
+            Precision::F32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+            Precision::F16 => Kind::Half,
+        }
+    }
+
+    /// f16 convolutions have no CPU kernels worth using; bf16 runs on both.
+    pub fn check_device(self, device: Device) -> Result<(), String> {
+        if self == Precision::F16 && device == Device::Cpu {
+            return Err("f16 needs a CUDA device; use bf16 on the CPU".into());
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            "f16" | "fp16" | "float16" | "half" => Ok(Precision::F16),
+            _ => Err(format!("unknown precision `{s}` (use f32, bf16 or f16)")),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        })
+    }
+}
+
+/// Same values, NHWC strides. tch has no memory-format API, but ATen keeps and honours the
+/// strides that permute-contiguous-permute produces, and picks its channels-last kernels.
+pub fn to_channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// Parses `auto`, `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(s: &str) -> Result<Device, String> {
+    match s {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => cuda_device(0),
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(index)) => cuda_device(index),
+            _ => Err(format!("unknown device `{s}` (use auto, cpu, cuda or cuda:N)")),
+        },
+    }
+}
+
+fn cuda_device(index: usize) -> Result<Device, String> {
+    let count = if tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 };
+    if index >= count {
+        return Err(format!("cuda:{index} is not available ({count} CUDA devices)"));
+    }
+    Ok(Device::Cuda(index))
+}

@@ -1,0 +1,39 @@
+//! Subcommands, one module each. Every `run` returns the process exit code; errors bubble up
+//! as `anyhow::Error` with context and become exit code 2 in `main`.
+
+mod info;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit codes shared by all subcommands.
+pub mod exit {
+    /// Some inputs failed (each was reported), the others finished.
+    pub const PARTIAL: u8 = 1;
+    /// Bad arguments or inputs, caught before any long work.
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "atelier",
+    version,
+    about = "Fast neural style transfer: train a style network, then stylize images, folders and video",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show versions, devices and CPU features this build sees
+    Info(info::Args),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Info(args) => info::run(args),
+    }
+}
