@@ -1,1 +1,44 @@
-//! infer
+//! Atelier's inference runtime: one photo, folders of thousands (a decode → network → encode
+//! pipeline), huge images (tiles that share whole-image statistics) and video (through the
+//! `ffmpeg` and `ffprobe` programs).
+//!
+//! Invariants: depends on `models` only (not on training); pixels cross to and from tensors
+//! only through `models::pixels`; outputs are written under a temporary name and renamed.
+
+pub mod error;
+pub mod image_io;
+pub mod jobs;
+pub mod pipeline;
+pub mod stylizer;
+pub mod tiling;
+pub mod video;
+
+pub use error::{Error, Result};
+pub use image_io::{OutputFormat, Resize};
+pub use jobs::{Job, Naming, Source, Target};
+pub use pipeline::{Outcome, PipelineOptions, Record, Summary};
+pub use stylizer::{Finish, StyleMix, Stylizer};
+pub use tiling::TileMode;
+pub use video::{VideoInfo, VideoOptions, VideoReport};
+
+use std::path::Path;
+
+/// A model ready to be given to a `Stylizer`, and the style used when none is chosen.
+pub struct LoadedModel {
+    pub model: models::Model,
+    pub default_style: usize,
+    /// How messages name it: its path, or the built-in model's name.
+    pub name: String,
+}
+
+/// Loads `path` onto `device`, or the built-in model when `path` is `None`.
+pub fn load_model(path: Option<&Path>, device: tch::Device) -> Result<LoadedModel> {
+    match path {
+        Some(path) => Ok(LoadedModel {
+            model: models::Model::load(path, device)?,
+            default_style: 0,
+            name: path.display().to_string(),
+        }),
+        None => Err(Error::Invalid("no model given: pass -m MODEL".into())),
+    }
+}

@@ -1,0 +1,269 @@
+//! Huge images in overlapping tiles, without seams.
+//!
+//! Instance norm makes every pixel depend on whole-image statistics, so tiles stylized on
+//! their own would each get their own colours. Instead one pass over a (downscaled, if needed)
+//! copy of the whole image records each norm layer's mean and variance, and every tile replays
+//! them. Tiles overlap by more than the network's receptive field reaches into a tile, and are
+//! blended with a linear ramp, so the reflection padding at tile edges never shows.
+
+use models::{NetSpec, NormStats, Precision};
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::stylizer::Stylizer;
+
+/// Overlap between neighbouring tiles, in pixels: the johnson network's receptive field reaches
+/// about 50 px, and the blend ramp spans the whole overlap.
+pub const OVERLAP: i64 = 96;
+
+/// `--tile`: when and how big to tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TileMode {
+    /// Tile only images that would exceed the memory budget.
+    #[default]
+    Auto,
+    /// Never tile.
+    Off,
+    /// Tile every image whose longer side exceeds N, in tiles of at most N×N.
+    Size(i64),
+}
+
+impl std::str::FromStr for TileMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            _ => match s.parse::<i64>() {
+                Ok(n) if n >= 2 * OVERLAP => Ok(Self::Size(n)),
+                _ => Err(Error::Invalid(format!(
+                    "invalid --tile `{s}` (use auto, off or a tile side of at least {})",
+                    2 * OVERLAP
+                ))),
+            },
+        }
+    }
+}
+
+/// Peak activation memory of one forward pass, per input pixel, in bytes. The widest
+/// full-resolution stage holds the upsampled input of deconv2, its padded copy, the conv output
+/// and its norm at once; this counts those with a margin for allocator slack. Measured on the
+/// CPU for johnson in f32: about 1.1 KB/px (see the README).
+pub fn activation_bytes_per_pixel(spec: &NetSpec, precision: Precision) -> u64 {
+    let element = match precision {
+        Precision::F32 => 4,
+        Precision::Bf16 | Precision::F16 => 2,
+    };
+    let [d1, _, _] = spec.down_channels;
+    let [u1, u2] = spec.up_channels;
+    let full_res_channels = (2 * u1 + 3 * u2).max(4 * d1) + 3 * 4;
+    // f32 copies of the input and output for the finishing touches.
+    (full_res_channels as u64 * element + 6 * 4) * 2
+}
+
+/// How much memory a forward pass may use on `device`: on the CPU half of what the system has
+/// available (at most 4 GiB: bigger tiles are no faster there), on CUDA 70% of the free memory
+/// `nvidia-smi` reports (4 GiB when it cannot be asked).
+pub fn memory_budget(device: Device) -> u64 {
+    const GIB: u64 = 1 << 30;
+    match device {
+        Device::Cuda(index) => cuda_free_bytes(index)
+            .map(|free| free / 10 * 7)
+            .unwrap_or(4 * GIB),
+        _ => available_memory()
+            .map(|m| (m / 2).min(4 * GIB))
+            .unwrap_or(2 * GIB),
+    }
+}
+
+/// `MemAvailable` from /proc/meminfo.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn cuda_free_bytes(index: usize) -> Option<u64> {
+    let output = std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=memory.free",
+            "--format=csv,noheader,nounits",
+            "-i",
+            &index.to_string(),
+        ])
+        .output()
+        .ok()?;
+    let mib: u64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .ok()?;
+    Some(mib << 20)
+}
+
+/// The tile side for an image, or `None` to run it whole.
+pub fn tile_side(
+    mode: TileMode,
+    height: i64,
+    width: i64,
+    bytes_per_pixel: u64,
+    budget: u64,
+) -> Option<i64> {
+    match mode {
+        TileMode::Off => None,
+        TileMode::Size(side) => (height.max(width) > side).then_some(side),
+        TileMode::Auto => {
+            if (height * width) as u64 * bytes_per_pixel <= budget {
+                return None;
+            }
+            let side = ((budget / bytes_per_pixel) as f64).sqrt() as i64 / 4 * 4;
+            Some(side.max(2 * OVERLAP + 64))
+        }
+    }
+}
+
+/// Start offsets of tiles of `tile` along an axis of `length`, multiples of 4 (the network's
+/// downsampling factor, so every tile sees the same sampling grid as the whole image). Each
+/// tile spans `[start, next_start + overlap)`, the last one runs to the end.
+fn tile_starts(length: i64, tile: i64, overlap: i64) -> Vec<(i64, i64)> {
+    if length <= tile {
+        return vec![(0, length)];
+    }
+    let step = ((tile - overlap) / 4 * 4).max(4);
+    let mut spans = Vec::new();
+    let mut start = 0;
+    loop {
+        if start + tile >= length {
+            spans.push((start, length - start));
+            return spans;
+        }
+        spans.push((start, tile));
+        let next = start + step;
+        // No sliver at the end: the last tile starts as late as it can while still reaching the
+        // end (which only makes its overlap larger).
+        start = if next + tile > length {
+            (length - tile + 3) / 4 * 4
+        } else {
+            next
+        };
+    }
+}
+
+/// Blend weights along one axis of a tile: ramps up from its leading edge and down to its
+/// trailing edge over the overlap, except at the image's own borders.
+fn ramp(start: i64, len: i64, total: i64, overlap: i64) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let mut w = 1.0f32;
+            if start > 0 {
+                w = w.min((i + 1) as f32 / (overlap + 1) as f32);
+            }
+            if start + len < total {
+                w = w.min((len - i) as f32 / (overlap + 1) as f32);
+            }
+            w
+        })
+        .collect()
+}
+
+/// Stylizes `[3, H, W]` (CPU, [0, 255]) in tiles of at most `tile`×`tile`; the result is
+/// `[3, H, W]` f32 on the CPU. `stats_pixels` caps the size of the statistics pass.
+pub fn stylize_tiled(
+    stylizer: &Stylizer,
+    image: &Tensor,
+    tile: i64,
+    stats_pixels: u64,
+) -> Result<Tensor> {
+    let _guard = tch::no_grad_guard();
+    let (height, width) = match image.size().as_slice() {
+        &[3, h, w] => (h, w),
+        other => {
+            return Err(Error::Invalid(format!(
+                "expected a [3, H, W] image, got {other:?}"
+            )))
+        }
+    };
+    let image = image.to_kind(Kind::Float).unsqueeze(0);
+
+    // Statistics of the whole image, from a copy small enough to run at once. Area averaging
+    // keeps the colour statistics the full image has.
+    let shrink = ((stats_pixels as f64) / (height * width) as f64)
+        .sqrt()
+        .min(1.0);
+    let stats_input = if shrink < 1.0 {
+        let side = |s: i64| ((s as f64 * shrink) as i64).max(models::transformer::MIN_INPUT_SIDE);
+        image.adaptive_avg_pool2d([side(height), side(width)])
+    } else {
+        image.shallow_clone()
+    };
+    let mut stats = Vec::new();
+    // Only the statistics matter; the small stylized copy is dropped.
+    let _ = stylizer.stylize_with_stats(&stats_input, NormStats::Record(&mut stats))?;
+    drop(stats_input);
+
+    let overlap = OVERLAP.min(tile / 2);
+    let mut output = Tensor::zeros([1, 3, height, width], (Kind::Float, Device::Cpu));
+    let weights = Tensor::zeros([1, 1, height, width], (Kind::Float, Device::Cpu));
+    for (y0, th) in tile_starts(height, tile, overlap) {
+        let wy = Tensor::from_slice(&ramp(y0, th, height, overlap)).view([1, 1, th, 1]);
+        for (x0, tw) in tile_starts(width, tile, overlap) {
+            let wx = Tensor::from_slice(&ramp(x0, tw, width, overlap)).view([1, 1, 1, tw]);
+            let mask = &wy * &wx;
+            let crop = image.narrow(2, y0, th).narrow(3, x0, tw);
+            let styled = stylizer
+                .stylize_with_stats(&crop, NormStats::Replay(&stats))?
+                .to_device(Device::Cpu);
+            let _ = output
+                .narrow(2, y0, th)
+                .narrow(3, x0, tw)
+                .g_add_(&(styled * &mask));
+            let _ = weights.narrow(2, y0, th).narrow(3, x0, tw).g_add_(&mask);
+        }
+    }
+    output /= weights;
+    Ok(output.squeeze_dim(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_cover_the_axis_on_the_downsampling_grid() {
+        for (length, tile) in [
+            (1000, 300),
+            (301, 300),
+            (300, 300),
+            (777, 200),
+            (4001, 1024),
+        ] {
+            let spans = tile_starts(length, tile, 96.min(tile / 2));
+            assert_eq!(spans[0].0, 0);
+            let (last_start, last_len) = *spans.last().unwrap();
+            assert_eq!(last_start + last_len, length, "{length} {tile}: {spans:?}");
+            for pair in spans.windows(2) {
+                let ((a, la), (b, _)) = (pair[0], pair[1]);
+                assert_eq!(b % 4, 0);
+                assert!(b > a && a + la - b >= 96.min(tile / 2), "{spans:?}");
+            }
+            assert!(spans.iter().all(|&(_, l)| l <= tile));
+        }
+    }
+
+    #[test]
+    fn ramps_are_positive_and_flat_at_image_borders() {
+        let w = ramp(0, 10, 10, 4);
+        assert!(w.iter().all(|&v| v == 1.0));
+        let w = ramp(8, 12, 100, 4);
+        assert!(w.iter().all(|&v| v > 0.0 && v <= 1.0));
+        assert!(w[0] < w[4]);
+    }
+
+    #[test]
+    fn tile_mode_parses() {
+        assert_eq!("auto".parse::<TileMode>().unwrap(), TileMode::Auto);
+        assert_eq!("off".parse::<TileMode>().unwrap(), TileMode::Off);
+        assert_eq!("512".parse::<TileMode>().unwrap(), TileMode::Size(512));
+        assert!("10".parse::<TileMode>().is_err());
+    }
+}
