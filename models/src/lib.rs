@@ -5,15 +5,19 @@
 //! Invariants: no CLI work, no I/O beyond reading and writing model and weight files. Pixels
 //! are RGB f32 in [0, 255], NCHW (see `pixels`).
 
+pub mod convert;
 pub mod error;
 pub mod file;
+pub mod loss;
 pub mod pixels;
 pub mod precision;
 pub mod spec;
 pub mod transformer;
+pub mod vgg;
 
 pub use error::{Error, Result};
 pub use file::{Model, ModelMeta, TrainingSummary};
 pub use precision::Precision;
 pub use spec::NetSpec;
 pub use transformer::{NormStats, StyleParams, TransformerNet};
+pub use vgg::{Tap, Vgg, VggKind};

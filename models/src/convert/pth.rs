@@ -1,0 +1,90 @@
+//! Import of pytorch/examples `fast_neural_style` models.
+//!
+//! Johnson, Alahi, Li, "Perceptual Losses for Real-Time Style Transfer and Super-Resolution"
+//! (ECCV 2016), as implemented in pytorch/examples (`transformer_net.py`, BSD-3-Clause). Its
+//! saved models (`.pth` / `.model`) are `torch.save`d state dicts whose names are exactly the
+//! `johnson` preset's variables; files saved by old PyTorch versions also carry instance-norm
+//! running statistics (`in*.running_mean`, `in*.running_var`, `num_batches_tracked`) that the
+//! network never used (instance norm always normalises with the image's own statistics), so
+//! they are dropped.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use tch::{Device, Tensor};
+
+use crate::error::{Error, Result};
+use crate::file::{Model, ModelMeta, TrainingSummary};
+use crate::spec::NetSpec;
+
+/// State-dict suffixes of unused instance-norm running statistics.
+const LEGACY_SUFFIXES: [&str; 3] = [".running_mean", ".running_var", ".num_batches_tracked"];
+
+/// Reads a pytorch/examples `fast_neural_style` model (a zip-format `torch.save` state dict) into
+/// a `johnson` (or, by conv1's width, `johnson-half`) model on the CPU. The style is named after
+/// the file stem. Unknown, missing or misshaped tensors are errors.
+pub fn import_pytorch_examples(path: &Path) -> Result<Model> {
+    if !path.is_file() {
+        return Err(Error::Read {
+            path: path.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    let named = Tensor::loadz_multi(path).map_err(|e| Error::Convert {
+        path: path.to_path_buf(),
+        reason: format!(
+            "not a zip-format torch.save state dict (files from PyTorch before 1.6 must be \
+             re-saved with a current torch.save first): {e}"
+        ),
+    })?;
+    let named: Vec<(String, Tensor)> = named
+        .into_iter()
+        .filter(|(name, _)| !is_legacy_statistic(name))
+        .map(|(name, tensor)| (name, tensor.detach()))
+        .collect();
+
+    let spec = spec_for(&named);
+    let style = path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "style".to_string());
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let training = TrainingSummary {
+        loss_network: "vgg16".to_string(),
+        extra: HashMap::from([(
+            "converted_from".to_string(),
+            format!("pytorch/examples fast_neural_style: {file_name}"),
+        )]),
+        ..TrainingSummary::default()
+    };
+    let meta = ModelMeta {
+        spec,
+        styles: vec![style],
+        training: Some(training),
+    };
+    let mut model = Model::new(meta, Device::Cpu)?;
+    model.set_variables(path, named)?;
+    Ok(model)
+}
+
+fn is_legacy_statistic(name: &str) -> bool {
+    LEGACY_SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
+}
+
+/// `johnson-half` when conv1 has its 16 channels, `johnson` otherwise (whose strict variable
+/// check then reports anything that does not fit).
+fn spec_for(named: &[(String, Tensor)]) -> NetSpec {
+    let half = NetSpec::johnson_half();
+    let conv1_width = named
+        .iter()
+        .find(|(name, _)| name == "conv1.conv2d.weight")
+        .map(|(_, tensor)| tensor.size()[0]);
+    if conv1_width == Some(half.down_channels[0]) {
+        half
+    } else {
+        NetSpec::johnson()
+    }
+}
