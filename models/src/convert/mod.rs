@@ -1,0 +1,3 @@
+//! Converters from other projects' model formats to Atelier model files.
+
+pub mod pth;
