@@ -71,14 +71,14 @@ impl TransformerNet {
                     ..Default::default()
                 };
                 let conv = nn::conv2d(
-                    path / layer.name.as_str() / "conv2d",
+                    dotted(path, &layer.name) / "conv2d",
                     layer.in_channels,
                     layer.out_channels,
                     layer.kernel,
                     config,
                 );
                 let norm = layer.norm.as_deref().map(|name| {
-                    let p = path / name;
+                    let p = dotted(path, name);
                     let shape = norm_shape(layer.out_channels);
                     (p.ones("weight", &shape), p.zeros("bias", &shape))
                 });
@@ -270,6 +270,13 @@ impl TransformerNet {
             }
         }
     }
+}
+
+/// `path / "res1" / "conv1"` from `"res1.conv1"` (tch path segments cannot contain dots).
+fn dotted<'a>(path: &nn::Path<'a>, name: &str) -> nn::Path<'a> {
+    let mut segments = name.split('.');
+    let first = segments.next().unwrap_or_default();
+    segments.fold(path / first, |p, segment| p / segment)
 }
 
 fn affine_normalise(y: &Tensor, mean: &Tensor, var: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Tensor {
