@@ -1,3 +1,4 @@
 //! Converters from other projects' model formats to Atelier model files.
 
+pub mod onnx;
 pub mod pth;
