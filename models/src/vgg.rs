@@ -242,16 +242,7 @@ impl Vgg {
         let named = if is_safetensors {
             crate::file::read_safetensors(path)?
         } else {
-            if !path.exists() {
-                return Err(Error::Read {
-                    path: path.to_path_buf(),
-                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
-                });
-            }
-            Tensor::loadz_multi(path).map_err(|e| Error::Convert {
-                path: path.to_path_buf(),
-                reason: format!("not a safetensors file or a zip torch.save state dict: {e}"),
-            })?
+            crate::convert::pth::read_torch_zip(path)?
         };
         let mut named: std::collections::HashMap<String, Tensor> = named.into_iter().collect();
         let mut take = |name: String, expected: Vec<i64>| -> Result<Tensor> {

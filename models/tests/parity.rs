@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use models::convert::pth::import_pytorch_examples;
 use models::file::read_safetensors;
-use models::{loss, Model, ModelMeta, NetSpec, Tap, Vgg, VggKind};
+use models::{loss, Model, ModelMeta, NetSpec, Vgg, VggKind};
 use tch::{Device, Tensor};
 
 const TOLERANCE: f64 = 1e-5;
@@ -170,10 +170,10 @@ fn check_vgg(kind: VggKind, weights_file: &str, io_file: &str) {
     let features = vgg.features(input, &asked).unwrap();
     assert_eq!(features.len(), asked.len());
     for (tap, feature) in asked.iter().zip(&features) {
-        assert_eq!(
-            relative_error(feature, &io[&tap.to_string()]) < TOLERANCE,
-            true,
-            "{kind} {tap}"
+        let error = relative_error(feature, &io[&tap.to_string()]);
+        assert!(
+            error < TOLERANCE,
+            "{kind} {tap} asked in another order: {error:.3e}"
         );
     }
 }
@@ -215,12 +215,16 @@ fn losses_match_pytorch() {
 }
 
 #[test]
-fn vgg_taps_are_named_as_in_the_literature() {
-    assert_eq!(Tap::Relu2_2.to_string(), "relu2_2");
-    assert_eq!("relu4_2".parse::<Tap>().unwrap(), Tap::Relu4_2);
-    for kind in [VggKind::Vgg16, VggKind::Vgg19] {
-        for tap in kind.taps() {
-            assert_eq!(tap.to_string().parse::<Tap>().unwrap(), tap);
+fn pytorch_examples_import_refuses_foreign_tensors_and_old_files() {
+    match import_pytorch_examples(&reference_dir().join("extra.pth")) {
+        Err(models::Error::UnexpectedTensor { name, .. }) => assert_eq!(name, "res6.in1.weight"),
+        other => panic!("expected UnexpectedTensor, got {other:?}"),
+    }
+    match import_pytorch_examples(&reference_dir().join("legacy.pth")) {
+        Err(error @ models::Error::Convert { .. }) => {
+            assert!(error.to_string().contains("re-saved"), "{error}");
+            println!("{error}");
         }
+        other => panic!("expected Convert, got {other:?}"),
     }
 }

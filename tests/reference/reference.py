@@ -203,6 +203,9 @@ def main_parity(out, seed):
             state[prefix + "running_var"] = torch.ones(c)
             state[prefix + "num_batches_tracked"] = torch.tensor(0)
     torch.save(state, out / "candy.pth")
+    # broken variants: a tensor the network does not have, and the pre-1.6 (non-zip) format
+    torch.save({**state, "res6.in1.weight": torch.ones(128)}, out / "extra.pth")
+    torch.save(state, out / "legacy.pth", _use_new_zipfile_serialization=False)
     x = image(1, 3, 36, 44)
     save_file({"input": x, "output": legacy(x)}, out / "candy_io.safetensors")
 

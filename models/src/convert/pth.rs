@@ -24,19 +24,7 @@ const LEGACY_SUFFIXES: [&str; 3] = [".running_mean", ".running_var", ".num_batch
 /// a `johnson` (or, by conv1's width, `johnson-half`) model on the CPU. The style is named after
 /// the file stem. Unknown, missing or misshaped tensors are errors.
 pub fn import_pytorch_examples(path: &Path) -> Result<Model> {
-    if !path.is_file() {
-        return Err(Error::Read {
-            path: path.to_path_buf(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        });
-    }
-    let named = Tensor::loadz_multi(path).map_err(|e| Error::Convert {
-        path: path.to_path_buf(),
-        reason: format!(
-            "not a zip-format torch.save state dict (files from PyTorch before 1.6 must be \
-             re-saved with a current torch.save first): {e}"
-        ),
-    })?;
+    let named = read_torch_zip(path)?;
     let named: Vec<(String, Tensor)> = named
         .into_iter()
         .filter(|(name, _)| !is_legacy_statistic(name))
@@ -87,4 +75,26 @@ fn spec_for(named: &[(String, Tensor)]) -> NetSpec {
     } else {
         NetSpec::johnson()
     }
+}
+
+/// Every tensor of a zip-format `torch.save`d state dict, on the CPU.
+pub(crate) fn read_torch_zip(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    if !path.is_file() {
+        return Err(Error::Read {
+            path: path.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    Tensor::loadz_multi(path).map_err(|e| {
+        // libtorch appends a C++ backtrace; its first line is the message
+        let message = e.to_string();
+        let first_line = message.lines().next().unwrap_or_default();
+        Error::Convert {
+            path: path.to_path_buf(),
+            reason: format!(
+                "not a zip-format torch.save state dict (files from PyTorch before 1.6 must be \
+                 re-saved with a current torch.save first): {first_line}"
+            ),
+        }
+    })
 }
