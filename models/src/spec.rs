@@ -146,7 +146,8 @@ impl NetSpec {
         if self.outer_kernel <= 0 || self.outer_kernel % 2 == 0 {
             return Err(Error::InvalidSpec("outer kernel must be odd and positive".into()));
         }
-        if !(self.norm_eps > 0.0) || !(self.input_scale > 0.0) {
+        let positive = |v: f64| v > 0.0 && v.is_finite();
+        if !positive(self.norm_eps) || !positive(self.input_scale) {
             return Err(Error::InvalidSpec("norm_eps and input_scale must be positive".into()));
         }
         Ok(())

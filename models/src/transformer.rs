@@ -188,7 +188,7 @@ impl TransformerNet {
             input.shallow_clone()
         };
         if self.spec.input_scale != 1.0 {
-            x = x * self.spec.input_scale;
+            x *= self.spec.input_scale;
         }
         let mut norm_index = 0;
         let mut layer = |x: &Tensor, index: usize, relu: bool, stats: &mut NormStats| {

@@ -171,15 +171,11 @@ fn check_structure(graph: &proto::GraphProto) -> std::result::Result<(), String>
         *op_counts.entry(op).or_default() += 1;
         let attr = |name: &str| node.attribute.iter().find(|a| a.name.as_deref() == Some(name));
         match op {
-            "Pad" => {
-                if attr("mode").and_then(|a| a.s.as_deref()) != Some(b"reflect") {
-                    return Err("unknown graph: a Pad is not reflect padding".into());
-                }
+            "Pad" if attr("mode").and_then(|a| a.s.as_deref()) != Some(b"reflect") => {
+                return Err("unknown graph: a Pad is not reflect padding".into());
             }
-            "Resize" => {
-                if attr("mode").and_then(|a| a.s.as_deref()) != Some(b"nearest") {
-                    return Err("unknown graph: a Resize is not nearest-neighbour".into());
-                }
+            "Resize" if attr("mode").and_then(|a| a.s.as_deref()) != Some(b"nearest") => {
+                return Err("unknown graph: a Resize is not nearest-neighbour".into());
             }
             "Conv" => {
                 if node.input.len() != 2 {
