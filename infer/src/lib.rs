@@ -5,10 +5,12 @@
 //! Invariants: depends on `models` only (not on training); pixels cross to and from tensors
 //! only through `models::pixels`; outputs are written under a temporary name and renamed.
 
+pub mod builtin;
 pub mod error;
 pub mod image_io;
 pub mod jobs;
 pub mod pipeline;
+pub mod sheet;
 pub mod stylizer;
 pub mod tiling;
 pub mod video;
@@ -39,6 +41,10 @@ pub fn load_model(path: Option<&Path>, device: tch::Device) -> Result<LoadedMode
             default_style: 0,
             name: path.display().to_string(),
         }),
-        None => Err(Error::Invalid("no model given: pass -m MODEL".into())),
+        None => Ok(LoadedModel {
+            model: builtin::load(device)?,
+            default_style: builtin::DEFAULT_STYLE,
+            name: builtin::NAME.to_string(),
+        }),
     }
 }

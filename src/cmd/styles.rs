@@ -1,0 +1,49 @@
+//! `atelier styles`: the styles a model offers.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The model (default: the built-in 26-style network)
+    #[arg(short, long)]
+    model: Option<PathBuf>,
+    /// Print one JSON object
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (meta, name, default_style) = match &args.model {
+        Some(path) => (
+            models::file::read_meta(path).with_context(|| format!("reading {}", path.display()))?,
+            path.display().to_string(),
+            0,
+        ),
+        None => (
+            infer::builtin::load(tch::Device::Cpu)?.meta,
+            infer::builtin::NAME.to_string(),
+            infer::builtin::DEFAULT_STYLE,
+        ),
+    };
+    if args.json {
+        let json = serde_json::json!({ "model": name, "styles": meta.styles, "default": default_style });
+        println!("{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} style{} in {name}:", meta.styles.len(), if meta.styles.len() == 1 { "" } else { "s" });
+    for (index, style) in meta.styles.iter().enumerate() {
+        let default = if index == default_style { "  (default)" } else { "" };
+        if *style == index.to_string() {
+            println!("  {index:>3}{default}");
+        } else {
+            println!("  {index:>3}  {style}{default}");
+        }
+    }
+    if meta.styles.len() > 1 {
+        println!("pick one with --style I, or mix with --style I:W,J:W (weights are normalised)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
