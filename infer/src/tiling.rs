@@ -12,9 +12,9 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{Error, Result};
 use crate::stylizer::Stylizer;
 
-/// Overlap between neighbouring tiles, in pixels: the johnson network's receptive field reaches
-/// about 50 px, and the blend ramp spans the whole overlap.
-pub const OVERLAP: i64 = 96;
+/// Overlap between neighbouring tiles, in pixels: the networks' receptive fields reach about
+/// 70 px, and the blend ramp spans the middle half of the overlap.
+pub const OVERLAP: i64 = 128;
 
 /// `--tile`: when and how big to tile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -45,20 +45,19 @@ impl std::str::FromStr for TileMode {
     }
 }
 
-/// Peak activation memory of one forward pass, per input pixel, in bytes. The widest
-/// full-resolution stage holds the upsampled input of deconv2, its padded copy, the conv output
-/// and its norm at once; this counts those with a margin for allocator slack. Measured on the
-/// CPU for johnson in f32: about 1.1 KB/px (see the README).
+/// Peak activation memory of one forward pass, per input pixel, in bytes, with a 25% margin.
+/// The widest full-resolution moments are deconv2 (its upsampled input, the padded copy, and
+/// the conv output and its norm) and conv1 (output, norm, activation). Measured on the CPU in
+/// f32: johnson about 870 B/px (estimate 1360), multistyle26 about 300 B/px (estimate 560).
 pub fn activation_bytes_per_pixel(spec: &NetSpec, precision: Precision) -> u64 {
-    let element = match precision {
+    let element: i64 = match precision {
         Precision::F32 => 4,
         Precision::Bf16 | Precision::F16 => 2,
     };
     let [d1, _, _] = spec.down_channels;
     let [u1, u2] = spec.up_channels;
-    let full_res_channels = (2 * u1 + 3 * u2).max(4 * d1) + 3 * 4;
-    // f32 copies of the input and output for the finishing touches.
-    (full_res_channels as u64 * element + 6 * 4) * 2
+    let floats = (3 * u1 + 2 * u2).max(3 * d1) + 16;
+    (floats * element * 5 / 4) as u64
 }
 
 /// How much memory a forward pass may use on `device`: on the CPU half of what the system has
@@ -149,17 +148,23 @@ fn tile_starts(length: i64, tile: i64, overlap: i64) -> Vec<(i64, i64)> {
     }
 }
 
-/// Blend weights along one axis of a tile: ramps up from its leading edge and down to its
-/// trailing edge over the overlap, except at the image's own borders.
+/// Blend weights along one axis of a tile. Towards a tile edge inside the image the network
+/// sees reflection padding instead of the true neighbourhood, so the outer quarter of the
+/// overlap gets (almost) no weight and the middle half ramps linearly; the neighbour's ramp
+/// mirrors it, so the weights of the two sum to 1. At the image's own borders: full weight.
 fn ramp(start: i64, len: i64, total: i64, overlap: i64) -> Vec<f32> {
+    let margin = overlap / 4;
+    let rise = |distance: i64| {
+        ((distance - margin + 1) as f32 / (overlap - 2 * margin + 1) as f32).clamp(1e-4, 1.0)
+    };
     (0..len)
         .map(|i| {
             let mut w = 1.0f32;
             if start > 0 {
-                w = w.min((i + 1) as f32 / (overlap + 1) as f32);
+                w = w.min(rise(i));
             }
             if start + len < total {
-                w = w.min((len - i) as f32 / (overlap + 1) as f32);
+                w = w.min(rise(len - 1 - i));
             }
             w
         })
@@ -237,14 +242,14 @@ mod tests {
             (777, 200),
             (4001, 1024),
         ] {
-            let spans = tile_starts(length, tile, 96.min(tile / 2));
+            let spans = tile_starts(length, tile, OVERLAP.min(tile / 2));
             assert_eq!(spans[0].0, 0);
             let (last_start, last_len) = *spans.last().unwrap();
             assert_eq!(last_start + last_len, length, "{length} {tile}: {spans:?}");
             for pair in spans.windows(2) {
                 let ((a, la), (b, _)) = (pair[0], pair[1]);
                 assert_eq!(b % 4, 0);
-                assert!(b > a && a + la - b >= 96.min(tile / 2), "{spans:?}");
+                assert!(b > a && a + la - b >= OVERLAP.min(tile / 2), "{spans:?}");
             }
             assert!(spans.iter().all(|&(_, l)| l <= tile));
         }
@@ -254,9 +259,15 @@ mod tests {
     fn ramps_are_positive_and_flat_at_image_borders() {
         let w = ramp(0, 10, 10, 4);
         assert!(w.iter().all(|&v| v == 1.0));
-        let w = ramp(8, 12, 100, 4);
+        let w = ramp(8, 40, 100, 16);
         assert!(w.iter().all(|&v| v > 0.0 && v <= 1.0));
-        assert!(w[0] < w[4]);
+        assert!(w[0] < 0.01 && w[8] > 0.5 && w[20] == 1.0);
+        // A neighbour starting `overlap` later mirrors the ramp: together they weigh 1.
+        let next = ramp(8 + 40 - 16, 40, 100, 16);
+        for k in 0..16 {
+            let sum = w[40 - 16 + k] + next[k];
+            assert!((sum - 1.0).abs() < 1e-3, "{k}: {sum}");
+        }
     }
 
     #[test]

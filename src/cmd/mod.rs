@@ -2,6 +2,8 @@
 //! as `anyhow::Error` with context and become exit code 2 in `main`.
 
 mod info;
+mod stylize;
+mod video;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,10 +32,16 @@ pub struct Cli {
 enum Command {
     /// Show versions, devices and CPU features this build sees
     Info(info::Args),
+    /// Stylize images: files, folders (mirrored under -o) and stdin/stdout
+    Stylize(stylize::Args),
+    /// Stylize a video with ffmpeg, keeping its frames, rate, size, rotation and sound
+    Video(video::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Info(args) => info::run(args),
+        Command::Stylize(args) => stylize::run(args),
+        Command::Video(args) => video::run(args),
     }
 }

@@ -1,0 +1,233 @@
+//! `atelier stylize`: photos, folders (mirrored under `-o`) and stdin/stdout through a style
+//! network, as a decode → network → encode pipeline.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use infer::{Finish, Naming, OutputFormat, PipelineOptions, Resize, StyleMix, Stylizer, TileMode};
+use models::Precision;
+
+use super::exit;
+
+/// The network options `stylize` and `video` share.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NetArgs {
+    /// Model file (`.safetensors` from `atelier train` or `atelier convert`); without it, the
+    /// built-in 26-style network
+    #[arg(short, long, value_name = "MODEL")]
+    pub model: Option<PathBuf>,
+    /// Style of a multi-style model: an index or name (`7`, `candy`), or a mix of several,
+    /// `I:W,J:W` (weights are normalised to sum to 1)
+    #[arg(long, value_name = "STYLE")]
+    pub style: Option<String>,
+    /// How much style: 1 is the network's output, 0 the original, in between a blend
+    #[arg(long, default_value_t = 1.0, value_name = "0..1")]
+    pub strength: f64,
+    /// Keep the original's colours: take only the luminance from the stylized image
+    #[arg(long)]
+    pub preserve_color: bool,
+    /// Resize so the longer side is at most N pixels (aspect ratio kept)
+    #[arg(long, value_name = "N")]
+    pub max_size: Option<u32>,
+    /// Resize by this factor before stylizing (applied before --max-size)
+    #[arg(long, value_name = "F")]
+    pub scale: Option<f64>,
+    /// Where the network runs: auto (CUDA if present), cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Arithmetic of the network: f32, bf16 (CPU or CUDA) or f16 (CUDA)
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
+    /// Threads for the network and for each of the decode and encode pools (default: all cores)
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Most images (or frames) of the same size run through the network at once
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub batch: usize,
+}
+
+impl NetArgs {
+    pub fn resize(&self) -> anyhow::Result<Resize> {
+        if let Some(scale) = self.scale {
+            anyhow::ensure!(
+                scale > 0.0 && scale.is_finite(),
+                "--scale must be a positive number"
+            );
+        }
+        anyhow::ensure!(self.max_size != Some(0), "--max-size must be at least 1");
+        Ok(Resize {
+            scale: self.scale,
+            max_size: self.max_size,
+        })
+    }
+
+    /// Sets thread counts, then loads the model and resolves the style: everything that can
+    /// fail on bad arguments, before any long work.
+    pub fn stylizer(&self) -> anyhow::Result<Stylizer> {
+        let threads = self.threads();
+        tch::set_num_threads(threads as i32);
+        let device = models::precision::parse_device(&self.device).map_err(anyhow::Error::msg)?;
+        let precision: Precision = self.precision.parse().map_err(anyhow::Error::msg)?;
+        precision.check_device(device).map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.strength),
+            "--strength must be between 0 and 1"
+        );
+        anyhow::ensure!(self.batch >= 1, "--batch must be at least 1");
+        let loaded =
+            infer::load_model(self.model.as_deref(), device).context("cannot load the model")?;
+        let mix = StyleMix::parse(
+            self.style.as_deref(),
+            &loaded.model.meta.styles,
+            loaded.default_style,
+        )?;
+        let finish = Finish {
+            strength: self.strength,
+            preserve_color: self.preserve_color,
+        };
+        Ok(Stylizer::new(loaded.model, device, precision, mix, finish)?)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads.filter(|&n| n > 0).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+    }
+}
+
+/// Stylize images: files, folders (recursively) and `-` for stdin
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Images, folders (searched recursively) or `-` (stdin)
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+    /// Output: a file (one input), a folder (folders are mirrored under it, names kept) or `-`
+    /// (stdout). Without it, each output goes beside its input as `<stem>_<style>.<ext>`
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    net: NetArgs,
+    /// Output format (png, jpg, webp, bmp, tiff); by default from the output's or the input's
+    /// extension, png for stdout
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<OutputFormat>,
+    /// JPEG quality, 1-100
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
+    quality: u8,
+    /// Tile images that would not fit in memory (auto), never (off), or tiles of at most N×N
+    /// pixels. Tiles share whole-image statistics, so they blend without seams
+    #[arg(long, default_value = "auto", value_name = "auto|off|N")]
+    tile: TileMode,
+    /// Print one JSON record per output (input, output, size, seconds, device, precision)
+    #[arg(long)]
+    json: bool,
+    /// Print only errors
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let resize = args.net.resize()?;
+    let stylizer = args.net.stylizer()?;
+    let naming = Naming {
+        output: args.output.clone(),
+        format: args.format,
+        label: stylizer.mix().label.clone(),
+    };
+    let jobs = infer::jobs::plan(&args.inputs, &naming)?;
+    anyhow::ensure!(
+        !jobs.is_empty(),
+        "no images found in {}",
+        display_inputs(&args.inputs)
+    );
+    let to_stdout = jobs.iter().any(|job| job.target == infer::Target::Stdout);
+    anyhow::ensure!(
+        !(to_stdout && args.json),
+        "--json cannot share stdout with an image written there"
+    );
+    let options = PipelineOptions {
+        resize,
+        tile: args.tile,
+        quality: args.quality,
+        max_batch: args.net.batch,
+        threads: args.net.threads(),
+        memory_budget: None,
+    };
+    let summary = run_jobs(&stylizer, &jobs, &options, args.json, args.quiet)?;
+    Ok(finish(summary, jobs.len()))
+}
+
+/// Runs the pipeline with a progress bar (several files on a terminal) and per-output lines.
+pub fn run_jobs(
+    stylizer: &Stylizer,
+    jobs: &[infer::Job],
+    options: &PipelineOptions,
+    json: bool,
+    quiet: bool,
+) -> anyhow::Result<infer::Summary> {
+    let bar = if jobs.len() > 1 && !json && !quiet && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(jobs.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let stdout = Mutex::new(());
+    let on_done = |outcome: infer::Outcome| {
+        match outcome {
+            Ok(record) if json => {
+                let _lock = stdout.lock();
+                if let Ok(line) = serde_json::to_string(&record) {
+                    println!("{line}");
+                }
+            }
+            Ok(record) if !quiet && record.output != "-" => bar.suspend(|| {
+                eprintln!(
+                    "{} -> {} ({}x{}, {:.2} s)",
+                    record.input, record.output, record.size[0], record.size[1], record.seconds
+                )
+            }),
+            Ok(_) => {}
+            Err(failure) => {
+                let message = failure.error.to_string();
+                let message = if message.contains(&failure.input) {
+                    message
+                } else {
+                    format!("{}: {message}", failure.input)
+                };
+                bar.suspend(|| eprintln!("atelier: {message}"))
+            }
+        }
+        bar.inc(1);
+    };
+    let summary = infer::pipeline::run(stylizer, jobs, options, &on_done)?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+/// Exit code 1 with a count when some inputs failed.
+pub fn finish(summary: infer::Summary, total: usize) -> ExitCode {
+    if summary.failed > 0 {
+        eprintln!("atelier: {} of {total} inputs failed", summary.failed);
+        ExitCode::from(exit::PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn display_inputs(inputs: &[PathBuf]) -> String {
+    inputs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,131 @@
+//! `atelier video`: a video through a style network with `ffmpeg` decoding and encoding, or a
+//! folder of frames into a folder of stylized frames.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use infer::{Naming, PipelineOptions, TileMode, VideoOptions};
+
+use super::stylize::{finish, run_jobs, NetArgs};
+
+/// Stylize a video (frames, rate, size, rotation and audio kept) or a folder of frames
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Video file (anything ffmpeg reads), or a folder of frames
+    #[arg(value_name = "INPUT")]
+    input: PathBuf,
+    /// Output video (its extension picks the container), or a folder for a folder of frames
+    #[arg(short, long, value_name = "OUT")]
+    output: PathBuf,
+    #[command(flatten)]
+    net: NetArgs,
+    /// Constant rate factor of the encoder (lower is better quality; 18 looks lossless)
+    #[arg(long, default_value_t = 18)]
+    crf: u8,
+    /// Video encoder, as ffmpeg names it (libx264, libx265, libvpx-vp9, ffv1, ...)
+    #[arg(long, default_value = "libx264")]
+    codec: String,
+    /// Less flicker: blend each stylized frame with the previous output frame (0 = off, at 1
+    /// half of each frame is the previous one)
+    #[arg(long, default_value_t = 0.0, value_name = "0..1")]
+    smooth: f64,
+    /// Print one JSON record when done
+    #[arg(long)]
+    json: bool,
+    /// Print only errors
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.smooth),
+        "--smooth must be between 0 and 1"
+    );
+    let resize = args.net.resize()?;
+    if args.input.is_dir() {
+        return frames_folder(&args, resize);
+    }
+    anyhow::ensure!(
+        args.input.is_file(),
+        "{}: no such file",
+        args.input.display()
+    );
+    anyhow::ensure!(
+        args.input.canonicalize().ok() != args.output.canonicalize().ok(),
+        "the output would overwrite the input"
+    );
+    infer::video::check_ffmpeg()?;
+    let info = infer::video::probe(&args.input)?;
+    let stylizer = args.net.stylizer()?;
+    let bar = if !args.json && !args.quiet && std::io::stderr().is_terminal() {
+        let bar = match info.estimated_frames() {
+            Some(frames) => ProgressBar::new(frames),
+            None => ProgressBar::no_length(),
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} frames  {per_sec}  ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let options = VideoOptions {
+        resize,
+        codec: args.codec.clone(),
+        crf: args.crf,
+        smooth: args.smooth,
+        max_batch: args.net.batch,
+    };
+    let on_frame = |n: u64| bar.set_position(n);
+    let report =
+        infer::video::stylize_video(&stylizer, &args.input, &args.output, &options, &on_frame)
+            .with_context(|| format!("cannot stylize {}", args.input.display()))?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else if !args.quiet {
+        eprintln!(
+            "{} -> {} ({} frames of {}x{} at {} fps, {:.1} s, {:.1} frames/s)",
+            report.input,
+            report.output,
+            report.frames,
+            report.size[0],
+            report.size[1],
+            report.frame_rate,
+            report.seconds,
+            report.frames as f64 / report.seconds.max(1e-9)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A folder of frames: the `stylize` pipeline, mirrored under `-o` with names kept.
+fn frames_folder(args: &Args, resize: infer::Resize) -> anyhow::Result<ExitCode> {
+    let stylizer = args.net.stylizer()?;
+    let naming = Naming {
+        output: Some(args.output.clone()),
+        format: None,
+        label: stylizer.mix().label.clone(),
+    };
+    let jobs = infer::jobs::plan(std::slice::from_ref(&args.input), &naming)?;
+    anyhow::ensure!(
+        !jobs.is_empty(),
+        "no frames found in {}",
+        args.input.display()
+    );
+    let options = PipelineOptions {
+        resize,
+        tile: TileMode::Auto,
+        quality: 95,
+        max_batch: args.net.batch,
+        threads: args.net.threads(),
+        memory_budget: None,
+    };
+    let summary = run_jobs(&stylizer, &jobs, &options, args.json, args.quiet)?;
+    Ok(finish(summary, jobs.len()))
+}

@@ -1,0 +1,120 @@
+//! Shared by the `stylize` and `video` end-to-end tests: the binary, random-weight models, and
+//! image helpers. Random weights are enough to check sizes, formats, naming and the pipeline.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use models::{Model, ModelMeta, NetSpec};
+use tch::Device;
+
+pub fn atelier() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_atelier"));
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Runs `atelier ARGS` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    atelier()
+        .args(args)
+        .output()
+        .expect("the atelier binary runs")
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn assert_ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "atelier failed: {}",
+        stderr(output)
+    );
+}
+
+/// A half-width johnson network with random convs whose output sits mid-grey instead of near
+/// 0 (so the images it makes are not all clamped black).
+pub fn random_johnson(dir: &Path) -> PathBuf {
+    let meta = ModelMeta {
+        spec: NetSpec::johnson_half(),
+        styles: vec!["random".into()],
+        training: None,
+    };
+    let model = Model::new(meta, Device::Cpu).unwrap();
+    let mut variables = model.vars.variables();
+    tch::no_grad(|| {
+        let _ = variables
+            .get_mut("deconv3.conv2d.bias")
+            .unwrap()
+            .fill_(128.0);
+        let weight = variables.get_mut("deconv3.conv2d.weight").unwrap();
+        let _ = weight.g_mul_scalar_(100.0);
+    });
+    let path = dir.join("johnson.safetensors");
+    model.save(&path).unwrap();
+    path
+}
+
+/// A two-style network shaped like the multistyle26 one (sigmoid output, every layer normed),
+/// with random convs: its output spans the whole [0, 255] range.
+pub fn random_multistyle(dir: &Path) -> PathBuf {
+    let meta = ModelMeta {
+        spec: NetSpec::multistyle26().with_styles(2),
+        styles: vec!["ink".into(), "fire".into()],
+        training: None,
+    };
+    let model = Model::new(meta, Device::Cpu).unwrap();
+    let mut variables = model.vars.variables();
+    tch::no_grad(|| {
+        // Give the two styles different γ/β so mixes differ from either style.
+        let beta = variables.get_mut("in6.bias").unwrap();
+        let _ = beta.get(1).fill_(1.0);
+    });
+    let path = dir.join("multistyle.safetensors");
+    model.save(&path).unwrap();
+    path
+}
+
+pub fn repo_photo(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/photos")
+        .join(name)
+}
+
+/// Opens an image file as written (no EXIF handling: outputs carry none).
+pub fn open(path: &Path) -> image::DynamicImage {
+    image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Mean absolute difference of two same-size RGB images, on the [0, 255] scale.
+pub fn mean_abs_difference(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let total: f64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| (*x as f64 - *y as f64).abs())
+        .sum();
+    total / a.as_raw().len() as f64
+}
+
+/// Files under `dir` (recursively), relative, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}

@@ -1,0 +1,233 @@
+//! `atelier video` end to end: a clip made with ffmpeg's lavfi sources, through the real binary,
+//! checked with ffprobe.
+
+mod infer_support;
+
+use std::path::Path;
+use std::process::Command;
+
+use infer_support::*;
+
+fn ffmpeg(args: &[&str]) {
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg is installed (scripts/setup.sh)");
+    assert!(
+        output.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Stream facts, with frames counted by decoding.
+fn probe(path: &Path) -> serde_json::Value {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-print_format",
+            "json",
+            "-show_streams",
+            "-show_format",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed");
+    assert!(
+        output.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn stream<'a>(probe: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
+    probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_type"] == kind)
+}
+
+fn rotation(video: &serde_json::Value) -> i64 {
+    video["side_data_list"]
+        .as_array()
+        .and_then(|list| list.iter().find_map(|sd| sd["rotation"].as_i64()))
+        .unwrap_or(0)
+}
+
+/// 1.5 s of `testsrc2` at 30000/1001 fps with a 440 Hz `sine` track, stored sideways (rotation
+/// metadata, as phones write it).
+fn make_clip(dir: &Path) -> std::path::PathBuf {
+    let plain = dir.join("plain.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=30000/1001:duration=1.5",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=1.5",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        plain.to_str().unwrap(),
+    ]);
+    let clip = dir.join("clip.mp4");
+    ffmpeg(&[
+        "-i",
+        plain.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-metadata:s:v:0",
+        "rotate=90",
+        clip.to_str().unwrap(),
+    ]);
+    clip
+}
+
+#[test]
+fn video_round_trip_keeps_frames_rate_size_rotation_and_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let clip = make_clip(dir.path());
+    let out = dir.path().join("styled.mp4");
+    let output = run(&[
+        "video",
+        clip.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-m",
+        model.to_str().unwrap(),
+        "--smooth",
+        "0.5",
+        "--json",
+    ]);
+    assert_ok(&output);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    let (before, after) = (probe(&clip), probe(&out));
+    let (video_in, video_out) = (
+        stream(&before, "video").unwrap(),
+        stream(&after, "video").unwrap(),
+    );
+    assert_eq!(video_out["nb_read_frames"], video_in["nb_read_frames"]);
+    assert_eq!(
+        report["frames"].to_string(),
+        video_in["nb_read_frames"].as_str().unwrap()
+    );
+    assert_eq!(video_out["r_frame_rate"], "30000/1001");
+    assert_eq!(
+        (&video_out["width"], &video_out["height"]),
+        (&video_in["width"], &video_in["height"])
+    );
+    assert_eq!(rotation(video_out), rotation(video_in));
+    assert_ne!(rotation(video_in), 0);
+    let audio_in = stream(&before, "audio").unwrap();
+    let audio_out = stream(&after, "audio").expect("the audio stream is kept");
+    assert_eq!(audio_out["codec_name"], audio_in["codec_name"]);
+    assert_eq!(audio_out["nb_read_frames"], audio_in["nb_read_frames"]);
+    let duration = |p: &serde_json::Value| {
+        p["format"]["duration"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert!((duration(&after) - duration(&before)).abs() < 0.05);
+    // Nothing temporary is left beside the output.
+    assert!(files_under(dir.path())
+        .iter()
+        .all(|name| !name.starts_with('.')));
+}
+
+#[test]
+fn odd_sizes_are_padded_to_even_for_the_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let clip = make_clip(dir.path());
+    let out = dir.path().join("small.mkv");
+    // 96x64 capped at 75 is 75x50: libx264's 4:2:0 needs even sides, so 76x50.
+    assert_ok(&run(&[
+        "video",
+        clip.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-m",
+        model.to_str().unwrap(),
+        "--max-size",
+        "75",
+        "--crf",
+        "30",
+    ]));
+    let after = probe(&out);
+    let video = stream(&after, "video").unwrap();
+    assert_eq!(
+        (video["width"].as_i64(), video["height"].as_i64()),
+        (Some(76), Some(50))
+    );
+    assert_eq!(
+        video["nb_read_frames"],
+        stream(&probe(&clip), "video").unwrap()["nb_read_frames"]
+    );
+    assert!(stream(&after, "audio").is_some());
+}
+
+#[test]
+fn a_folder_of_frames_gives_a_folder_of_stylized_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10:duration=0.3",
+        frames.join("frame_%04d.png").to_str().unwrap(),
+    ]);
+    let out = dir.path().join("styled");
+    assert_ok(&run(&[
+        "video",
+        frames.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-m",
+        model.to_str().unwrap(),
+    ]));
+    assert_eq!(files_under(&out), files_under(&frames));
+    assert_eq!(files_under(&out).len(), 3);
+}
+
+#[test]
+fn a_missing_ffmpeg_says_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let clip = dir.path().join("clip.mp4");
+    std::fs::write(&clip, b"not looked at").unwrap();
+    let output = atelier()
+        .args([
+            "video",
+            clip.to_str().unwrap(),
+            "-o",
+            "out.mp4",
+            "-m",
+            model.to_str().unwrap(),
+        ])
+        .env("PATH", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("apt-get install ffmpeg"),
+        "{}",
+        stderr(&output)
+    );
+}
