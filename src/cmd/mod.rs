@@ -3,6 +3,7 @@
 
 mod info;
 mod stylize;
+mod train;
 mod video;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,8 @@ enum Command {
     Stylize(stylize::Args),
     /// Stylize a video with ffmpeg, keeping its frames, rate, size, rotation and sound
     Video(video::Args),
+    /// Train a style network from style images and a folder of photos (resumable, logs to TensorBoard)
+    Train(train::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -43,5 +46,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(args) => info::run(args),
         Command::Stylize(args) => stylize::run(args),
         Command::Video(args) => video::run(args),
+        Command::Train(args) => train::run(args),
     }
 }
