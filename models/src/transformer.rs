@@ -188,15 +188,19 @@ impl TransformerNet {
             input.shallow_clone()
         };
         if self.spec.input_scale != 1.0 {
-            x *= self.spec.input_scale;
+            // Not `*=`: `x` may share storage with the caller's input.
+            x = x * self.spec.input_scale;
         }
+        // Without autograd, intermediate tensors can be overwritten in place and the upsampling
+        // layers can take the cheaper sub-pixel form; with it, the plain graph is kept.
+        let inference = !grad_mode_enabled();
         let mut norm_index = 0;
         let mut layer = |x: &Tensor, index: usize, relu: bool, stats: &mut NormStats| {
-            let y = self.conv_norm(x, index, style, stats, &mut norm_index);
-            if relu {
-                y.relu()
-            } else {
-                y
+            let mut y = self.conv_norm(x, index, style, stats, &mut norm_index, inference);
+            match (relu, inference) {
+                (false, _) => y,
+                (true, true) => y.relu_(),
+                (true, false) => y.relu(),
             }
         };
 
@@ -206,12 +210,19 @@ impl TransformerNet {
         let n_res = self.spec.res_blocks;
         for block in 0..n_res {
             let h = layer(&x, 3 + 2 * block, true, &mut stats);
-            let h = layer(&h, 4 + 2 * block, false, &mut stats);
-            x = h + x;
+            let mut h = layer(&h, 4 + 2 * block, false, &mut stats);
+            x = if inference { h.g_add_(&x) } else { h + x };
         }
         let first_up = 3 + 2 * n_res;
-        x = layer(&self.upsample(&x), first_up, true, &mut stats);
-        x = layer(&self.upsample(&x), first_up + 1, true, &mut stats);
+        for index in [first_up, first_up + 1] {
+            // The sub-pixel form upsamples inside `conv_norm`.
+            let upsampled = if self.sub_pixel(index, inference) {
+                x.shallow_clone()
+            } else {
+                self.upsample(&x)
+            };
+            x = layer(&upsampled, index, true, &mut stats);
+        }
         x = layer(&x, first_up + 2, false, &mut stats);
 
         x = match self.spec.output {
@@ -223,6 +234,16 @@ impl TransformerNet {
             x = x.narrow(2, 0, height).narrow(3, 0, width);
         }
         Ok(x)
+    }
+
+    /// Whether layer `index` is an upsampling conv done in the sub-pixel form (inference only:
+    /// training keeps the plain graph, whose gradients the parity tests pin).
+    fn sub_pixel(&self, index: usize, inference: bool) -> bool {
+        let first_up = 3 + 2 * self.spec.res_blocks;
+        inference
+            && self.spec.upsample == Upsample::Nearest
+            && (index == first_up || index == first_up + 1)
+            && self.layers[index].pad == 1
     }
 
     fn upsample(&self, x: &Tensor) -> Tensor {
@@ -241,14 +262,19 @@ impl TransformerNet {
         style: &StyleParams,
         stats: &mut NormStats,
         norm_index: &mut usize,
+        inference: bool,
     ) -> Tensor {
         let layer = &self.layers[index];
         let p = layer.pad;
-        let padded = match self.spec.padding {
-            Padding::Reflect => x.reflection_pad2d([p, p, p, p]),
-            Padding::Zero => x.constant_pad_nd([p, p, p, p]),
+        let y = if self.sub_pixel(index, inference) {
+            upsample_conv_sub_pixel(x, &layer.conv, self.spec.padding)
+        } else {
+            let padded = match self.spec.padding {
+                Padding::Reflect => x.reflection_pad2d([p, p, p, p]),
+                Padding::Zero => x.constant_pad_nd([p, p, p, p]),
+            };
+            padded.apply(&layer.conv)
         };
-        let y = padded.apply(&layer.conv);
         let Some((gamma, beta)) = &style.norms[index] else {
             return y;
         };
@@ -279,7 +305,151 @@ fn dotted<'a>(path: &nn::Path<'a>, name: &str) -> nn::Path<'a> {
     segments.fold(path / first, |p, segment| p / segment)
 }
 
-fn affine_normalise(y: &Tensor, mean: &Tensor, var: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Tensor {
+fn affine_normalise(
+    y: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Tensor {
     let scale = gamma.view([1, -1, 1, 1]) * (var.to_kind(y.kind()) + eps).rsqrt();
     (y - mean.to_kind(y.kind())) * scale + beta.view([1, -1, 1, 1])
+}
+
+/// Whether autograd records operations on this thread. tch has no getter: setting the mode
+/// returns the previous one, which is put straight back.
+fn grad_mode_enabled() -> bool {
+    // SAFETY: plain calls into ATen's thread-local grad mode; the state is restored at once.
+    unsafe {
+        let previous = torch_sys::at_grad_set_enabled(1);
+        torch_sys::at_grad_set_enabled(previous);
+        previous != 0
+    }
+}
+
+/// `conv3x3(pad1(upsample_nearest_x2(x)))` without building the upsampled tensor, as four
+/// 2×2 convolutions on `x`, one per output phase. Output pixel `(2i + a, 2j + b)` sees upsampled
+/// rows `2i + a - 1 ..= 2i + a + 1`, which are rows `i - 1, i, i` of `x` for `a = 0` and
+/// `i, i, i + 1` for `a = 1`: the 3×3 kernel folds into a 2×2 one per phase (16 instead of 36
+/// multiply-adds per input pixel and channel pair). Padding the upsampled tensor by one pixel
+/// (reflect: its row -1 is its row 1, a copy of row 0 of `x`; zero: zeros) equals padding `x`
+/// by one (replicate; zero). Equal to the plain path up to float rounding.
+fn upsample_conv_sub_pixel(x: &Tensor, conv: &nn::Conv2D, padding: Padding) -> Tensor {
+    let size = x.size();
+    let (batch, height, width) = (size[0], size[2], size[3]);
+    let weight = conv.ws.to_kind(Kind::Float);
+    let out_channels = weight.size()[0];
+    // Rows (dim 2) or columns (dim 3) of the 3×3 kernel summed into two, for phase 0 or 1.
+    let fold = |w: &Tensor, dim: i64, phase: i64| {
+        let (k0, k1, k2) = (
+            w.narrow(dim, 0, 1),
+            w.narrow(dim, 1, 1),
+            w.narrow(dim, 2, 1),
+        );
+        if phase == 0 {
+            Tensor::cat(&[k0, k1 + k2], dim)
+        } else {
+            Tensor::cat(&[k0 + k1, k2], dim)
+        }
+    };
+    let phases = [(0, 0), (0, 1), (1, 0), (1, 1)];
+    let kernels: Vec<Tensor> = phases
+        .iter()
+        .map(|&(a, b)| fold(&fold(&weight, 2, a), 3, b))
+        .collect();
+    let kernels = Tensor::cat(&kernels, 0).to_kind(conv.ws.kind());
+    let bias = conv.bs.as_ref().map(|b| b.repeat([4]));
+    let padded = match padding {
+        Padding::Reflect => x.replication_pad2d([1, 1, 1, 1]),
+        Padding::Zero => x.constant_pad_nd([1, 1, 1, 1]),
+    };
+    // All four phases at every position of the (H + 1) × (W + 1) grid; phase (a, b) of output
+    // pixel (i, j) sits at (i + a, j + b).
+    let y = padded.conv2d(&kernels, bias.as_ref(), [1, 1], [0, 0], [1, 1], 1);
+    let channels_last = y.stride()[1] == 1;
+    let out = if channels_last {
+        Tensor::empty(
+            [batch, height, 2, width, 2, out_channels],
+            (y.kind(), y.device()),
+        )
+    } else {
+        Tensor::empty(
+            [batch, out_channels, height, 2, width, 2],
+            (y.kind(), y.device()),
+        )
+    };
+    for (p, &(a, b)) in phases.iter().enumerate() {
+        let phase = y
+            .narrow(1, p as i64 * out_channels, out_channels)
+            .narrow(2, a, height)
+            .narrow(3, b, width);
+        let mut target = if channels_last {
+            out.select(2, a).select(3, b).permute([0, 3, 1, 2])
+        } else {
+            out.select(3, a).select(4, b)
+        };
+        target.copy_(&phase);
+    }
+    if channels_last {
+        out.view([batch, 2 * height, 2 * width, out_channels])
+            .permute([0, 3, 1, 2])
+    } else {
+        out.view([batch, out_channels, 2 * height, 2 * width])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn relative_error(actual: &Tensor, expected: &Tensor) -> f64 {
+        let diff = (actual - expected).norm().double_value(&[]);
+        diff / expected.norm().double_value(&[])
+    }
+
+    /// The inference path (sub-pixel upsampling, in-place ops) against the autograd path, for
+    /// both paddings, both memory layouts, odd sizes and a conditional-norm network.
+    #[test]
+    fn inference_path_matches_the_training_graph() {
+        tch::manual_seed(7);
+        let specs = [
+            NetSpec::johnson_half(),
+            NetSpec {
+                padding: Padding::Zero,
+                ..NetSpec::johnson_half()
+            },
+            NetSpec::multistyle26().with_styles(3),
+        ];
+        for spec in specs {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let net = TransformerNet::new(&vs.root(), &spec).unwrap();
+            // Non-trivial norms, so every layer's output matters.
+            tch::no_grad(|| {
+                for (_, mut var) in vs.variables() {
+                    let noise = var.randn_like() * 0.2;
+                    let _ = var.g_add_(&noise);
+                }
+            });
+            let weights = vec![1.0 / spec.n_styles as f64; spec.n_styles];
+            let params = net.style_params(&weights).unwrap();
+            let input = Tensor::rand([2, 3, 37, 50], (Kind::Float, Device::Cpu)) * 255.0;
+            let original = input.copy();
+            for layout in [
+                input.shallow_clone(),
+                crate::precision::to_channels_last(&input),
+            ] {
+                let expected = net.forward(&layout, &params).unwrap();
+                assert!(expected.requires_grad());
+                let actual = tch::no_grad(|| net.forward(&layout, &params)).unwrap();
+                assert!(!actual.requires_grad());
+                let error = relative_error(&actual, &expected);
+                println!("relative error {error:e}");
+                assert!(error < 1e-5, "{spec:?}: relative error {error:e}");
+            }
+            // The input is never modified (scaling and in-place ops work on copies).
+            assert_eq!(relative_error(&input, &original), 0.0);
+        }
+    }
 }
