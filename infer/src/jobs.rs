@@ -89,6 +89,14 @@ pub fn plan(inputs: &[PathBuf], naming: &Naming) -> Result<Vec<Job>> {
             OutputFormat::from_path(path)?;
         }
     }
+    if let Some(path) = output.filter(|p| !to_stdout && !single_file && !p.is_dir()) {
+        if OutputFormat::from_path(path).is_ok() {
+            return Err(Error::Invalid(format!(
+                "-o {} names an image file, but the inputs are several images; give a folder",
+                path.display()
+            )));
+        }
+    }
     let out_dir = match output {
         Some(path) if !to_stdout && output_file.is_none() => Some(path.to_path_buf()),
         _ => None,
@@ -177,9 +185,11 @@ fn beside(input: &Path, naming: &Naming) -> PathBuf {
         .unwrap_or_default();
     let ext = match naming.format {
         Some(format) => format.extension().to_string(),
+        // Inputs in formats we cannot write (or without extension) come out as PNG.
         None => input
             .extension()
             .map(|e| e.to_string_lossy().into_owned())
+            .filter(|e| OutputFormat::from_extension(e).is_some())
             .unwrap_or_else(|| "png".into()),
     };
     input.with_file_name(format!("{stem}_{}.{ext}", naming.label))
@@ -296,5 +306,10 @@ mod tests {
         assert_eq!(jobs[0].format, OutputFormat::Webp);
         assert!(plan(&[photos.join("a.png")], &naming(Some(&out.join("x.gif")))).is_err());
         assert!(plan(&[photos.join("missing.png")], &naming(None)).is_err());
+        let two = [photos.join("a.png"), photos.join("sub/b.jpg")];
+        assert!(plan(&two, &naming(Some(&out.join("x.png")))).is_err());
+        std::fs::write(photos.join("scan.gif"), b"x").unwrap();
+        let jobs = plan(&[photos.join("scan.gif")], &naming(None)).unwrap();
+        assert_eq!(jobs[0].target, Target::File(photos.join("scan_mosaic.png")));
     }
 }

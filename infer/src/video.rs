@@ -243,6 +243,12 @@ pub fn stylize_video(
             options.smooth
         )));
     }
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| Error::Write {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
     let temporary = temporary_video(output, "encode");
     let result = run_stages(
         stylizer,
