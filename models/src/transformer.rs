@@ -189,7 +189,7 @@ impl TransformerNet {
         };
         if self.spec.input_scale != 1.0 {
             // Not `*=`: `x` may share storage with the caller's input.
-            x = x * self.spec.input_scale;
+            x = x.multiply_scalar(self.spec.input_scale);
         }
         // Without autograd, intermediate tensors can be overwritten in place and the upsampling
         // layers can take the cheaper sub-pixel form; with it, the plain graph is kept.
