@@ -237,7 +237,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tch::Cuda::cudnn_set_benchmark(true);
     }
     let mut trainer = match &checkpoint {
-        Some(c) => Trainer::from_checkpoint(c, &style_images, vgg, device, precision)?,
+        Some(c) => {
+            Trainer::from_checkpoint(config.clone(), c, &style_images, vgg, device, precision)?
+        }
         None => Trainer::new(config.clone(), &style_images, vgg, device, precision)?,
     };
     drop(checkpoint);

@@ -145,15 +145,16 @@ impl Trainer {
         Self::assemble(config, model, style_images, vgg, device, precision)
     }
 
-    /// Continues from a checkpoint: weights, moments, step and loss scale as saved.
+    /// Continues from a checkpoint: weights, moments, step and loss scale as saved. `config` is
+    /// the checkpoint's, possibly with a new step count or logging settings.
     pub fn from_checkpoint(
+        config: TrainConfig,
         checkpoint: &Checkpoint,
         style_images: &[Tensor],
         vgg: Vgg,
         device: Device,
         precision: Precision,
     ) -> Result<Self> {
-        let config = checkpoint.config.clone();
         config.validate()?;
         let spec = NetSpec::preset(&config.arch)?.with_styles(config.style_images.len());
         let meta = ModelMeta {
