@@ -38,7 +38,7 @@ enum Command {
     /// Stylize a video with ffmpeg, keeping its frames, rate, size, rotation and sound
     Video(video::Args),
     /// Train a style network from style images and a folder of photos (resumable, logs to TensorBoard)
-    Train(train::Args),
+    Train(Box<train::Args>),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -46,6 +46,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(args) => info::run(args),
         Command::Stylize(args) => stylize::run(args),
         Command::Video(args) => video::run(args),
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(*args),
     }
 }

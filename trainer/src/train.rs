@@ -648,10 +648,10 @@ pub fn run(
         observe(Event::Stepped { step });
 
         let is_last = step == config.n_steps;
-        let checkpoint_due = step % config.checkpoint_every == 0 || is_last;
-        let sample_due = sample.is_some() && (step % config.sample_every == 0 || is_last);
+        let checkpoint_due = step.is_multiple_of(config.checkpoint_every) || is_last;
+        let sample_due = sample.is_some() && (step.is_multiple_of(config.sample_every) || is_last);
         let signal = stop.load(Ordering::SeqCst);
-        if step % config.log_every == 0 || checkpoint_due || sample_due || signal != 0 {
+        if step.is_multiple_of(config.log_every) || checkpoint_due || sample_due || signal != 0 {
             let values = losses.read()?;
             if let Some(term) = values.non_finite_term(&style_taps) {
                 return Err(Error::NonFinite { term, step });
