@@ -2,3 +2,4 @@
 
 pub mod onnx;
 pub mod pth;
+pub mod torch_legacy;

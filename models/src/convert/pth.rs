@@ -6,13 +6,16 @@
 //! `johnson` preset's variables; files saved by old PyTorch versions also carry instance-norm
 //! running statistics (`in*.running_mean`, `in*.running_var`, `num_batches_tracked`) that the
 //! network never used (instance norm always normalises with the image's own statistics), so
-//! they are dropped.
+//! they are dropped. Those old files are in the legacy (non-zip) `torch.save` format, which
+//! libtorch cannot read; [`super::torch_legacy`] reads them.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
 
 use tch::{Device, Tensor};
 
+use super::torch_legacy;
 use crate::error::{Error, Result};
 use crate::file::{Model, ModelMeta, TrainingSummary};
 use crate::spec::NetSpec;
@@ -20,11 +23,11 @@ use crate::spec::NetSpec;
 /// State-dict suffixes of unused instance-norm running statistics.
 const LEGACY_SUFFIXES: [&str; 3] = [".running_mean", ".running_var", ".num_batches_tracked"];
 
-/// Reads a pytorch/examples `fast_neural_style` model (a zip-format `torch.save` state dict) into
-/// a `johnson` (or, by conv1's width, `johnson-half`) model on the CPU. The style is named after
-/// the file stem. Unknown, missing or misshaped tensors are errors.
+/// Reads a pytorch/examples `fast_neural_style` model (a `torch.save`d state dict, zip or legacy
+/// format) into a `johnson` (or, by conv1's width, `johnson-half`) model on the CPU. The style is
+/// named after the file stem. Unknown, missing or misshaped tensors are errors.
 pub fn import_pytorch_examples(path: &Path) -> Result<Model> {
-    let named = read_torch_zip(path)?;
+    let named = read_torch_save(path)?;
     let named: Vec<(String, Tensor)> = named
         .into_iter()
         .filter(|(name, _)| !is_legacy_statistic(name))
@@ -74,6 +77,23 @@ fn spec_for(named: &[(String, Tensor)]) -> NetSpec {
         half
     } else {
         NetSpec::johnson()
+    }
+}
+
+/// Every tensor of a `torch.save`d state dict on the CPU: zip files through libtorch, older
+/// files through [`torch_legacy`].
+pub(crate) fn read_torch_save(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(4).read_to_end(&mut head))
+        .map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if torch_legacy::is_zip(&head) {
+        read_torch_zip(path)
+    } else {
+        torch_legacy::read_torch_legacy(path)
     }
 }
 
