@@ -13,9 +13,17 @@ const MARGIN: u32 = 8;
 const GLYPH_SCALE: u32 = 2;
 
 /// Runs `photo` (`[3, H, W]`, RGB in [0, 255]) through each style of `model` in turn.
-pub fn stylize_every_style(model: &Model, photo: &Tensor, device: Device, precision: Precision) -> Result<Vec<RgbImage>> {
+pub fn stylize_every_style(
+    model: &Model,
+    photo: &Tensor,
+    device: Device,
+    precision: Precision,
+) -> Result<Vec<RgbImage>> {
     let _guard = tch::no_grad_guard();
-    let input = photo.unsqueeze(0).to_device(device).to_kind(precision.kind());
+    let input = photo
+        .unsqueeze(0)
+        .to_device(device)
+        .to_kind(precision.kind());
     let n_styles = model.meta.spec.n_styles;
     let mut cells = Vec::with_capacity(n_styles);
     for style in 0..n_styles {
@@ -72,7 +80,10 @@ fn draw_text(image: &mut RgbImage, text: &str, x: u32, y: u32) {
                 }
                 for dy in 0..GLYPH_SCALE {
                     for dx in 0..GLYPH_SCALE {
-                        let (px, py) = (left + column * GLYPH_SCALE + dx, y + row as u32 * GLYPH_SCALE + dy);
+                        let (px, py) = (
+                            left + column * GLYPH_SCALE + dx,
+                            y + row as u32 * GLYPH_SCALE + dy,
+                        );
                         if px < image.width() && py < image.height() {
                             image.put_pixel(px, py, INK);
                         }
@@ -148,7 +159,10 @@ mod tests {
         let red_pixels = sheet.pixels().filter(|p| **p == Rgb([255, 0, 0])).count();
         assert_eq!(red_pixels, 5 * 20 * 10);
         let ink = sheet.pixels().filter(|p| **p == INK).count();
-        assert!(ink > 5 * 4 * GLYPH_SCALE as usize * GLYPH_SCALE as usize, "labels are drawn");
+        assert!(
+            ink > 5 * 4 * GLYPH_SCALE as usize * GLYPH_SCALE as usize,
+            "labels are drawn"
+        );
     }
 
     #[test]

@@ -83,7 +83,8 @@ impl Model {
     /// the source in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path, device: Device) -> Result<Self> {
         let meta = parse_meta(path, bytes)?;
-        let tensors = safetensors::SafeTensors::deserialize(bytes).map_err(|e| not_a_model(path, e))?;
+        let tensors =
+            safetensors::SafeTensors::deserialize(bytes).map_err(|e| not_a_model(path, e))?;
         let mut named = Vec::new();
         for (name, view) in tensors.tensors() {
             named.push((name, view_to_tensor(path, &view)?));
@@ -131,9 +132,9 @@ impl Model {
         let variables = self.vars.variables();
         let mut tensors = Vec::new();
         for (name, _) in self.meta.spec.variables() {
-            let var = variables
-                .get(&name)
-                .ok_or_else(|| Error::InvalidSpec(format!("the network has no variable `{name}`")))?;
+            let var = variables.get(&name).ok_or_else(|| {
+                Error::InvalidSpec(format!("the network has no variable `{name}`"))
+            })?;
             tensors.push((name, var.shallow_clone()));
         }
         save_safetensors(path, &tensors, &self.meta_header()?)
@@ -144,10 +145,19 @@ impl Model {
         let mut header = HashMap::new();
         header.insert("format".to_string(), FORMAT_NAME.to_string());
         header.insert("format_version".to_string(), FORMAT_VERSION.to_string());
-        header.insert("spec".to_string(), json(serde_json::to_string(&self.meta.spec))?);
-        header.insert("styles".to_string(), json(serde_json::to_string(&self.meta.styles))?);
+        header.insert(
+            "spec".to_string(),
+            json(serde_json::to_string(&self.meta.spec))?,
+        );
+        header.insert(
+            "styles".to_string(),
+            json(serde_json::to_string(&self.meta.styles))?,
+        );
         if let Some(training) = &self.meta.training {
-            header.insert("training".to_string(), json(serde_json::to_string(training))?);
+            header.insert(
+                "training".to_string(),
+                json(serde_json::to_string(training))?,
+            );
         }
         Ok(header)
     }
@@ -163,7 +173,8 @@ pub fn read_meta(path: &Path) -> Result<ModelMeta> {
 }
 
 fn parse_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
-    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| not_a_model(path, e))?;
+    let (_, metadata) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| not_a_model(path, e))?;
     let header = metadata
         .metadata()
         .as_ref()
@@ -184,14 +195,15 @@ fn parse_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
             supported: FORMAT_VERSION,
         });
     }
-    let spec: NetSpec =
-        serde_json::from_str(get("spec")?).map_err(|e| not_a_model(path, format!("bad `spec`: {e}")))?;
-    let styles: Vec<String> =
-        serde_json::from_str(get("styles")?).map_err(|e| not_a_model(path, format!("bad `styles`: {e}")))?;
+    let spec: NetSpec = serde_json::from_str(get("spec")?)
+        .map_err(|e| not_a_model(path, format!("bad `spec`: {e}")))?;
+    let styles: Vec<String> = serde_json::from_str(get("styles")?)
+        .map_err(|e| not_a_model(path, format!("bad `styles`: {e}")))?;
     let training = match header.get("training") {
-        Some(text) => {
-            Some(serde_json::from_str(text).map_err(|e| not_a_model(path, format!("bad `training`: {e}")))?)
-        }
+        Some(text) => Some(
+            serde_json::from_str(text)
+                .map_err(|e| not_a_model(path, format!("bad `training`: {e}")))?,
+        ),
         None => None,
     };
     if styles.len() != spec.n_styles {
@@ -200,7 +212,11 @@ fn parse_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
             format!("{} style names for {} styles", styles.len(), spec.n_styles),
         ));
     }
-    Ok(ModelMeta { spec, styles, training })
+    Ok(ModelMeta {
+        spec,
+        styles,
+        training,
+    })
 }
 
 fn not_a_model(path: &Path, reason: impl ToString) -> Error {
@@ -226,7 +242,12 @@ pub fn view_to_tensor(path: &Path, view: &safetensors::tensor::TensorView) -> Re
         Dtype::BF16 => Kind::BFloat16,
         Dtype::U8 => Kind::Uint8,
         Dtype::I64 => Kind::Int64,
-        other => return Err(not_a_model(path, format!("unsupported tensor dtype {other:?}"))),
+        other => {
+            return Err(not_a_model(
+                path,
+                format!("unsupported tensor dtype {other:?}"),
+            ))
+        }
     };
     let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
     let tensor = Tensor::f_from_data_size(view.data(), &shape, kind)?;
@@ -276,7 +297,11 @@ impl safetensors::View for &F32View {
 }
 
 /// Writes tensors (as f32) and a metadata header to `path` atomically.
-pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)], header: &HashMap<String, String>) -> Result<()> {
+pub fn save_safetensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    header: &HashMap<String, String>,
+) -> Result<()> {
     let mut views = Vec::new();
     for (name, tensor) in tensors {
         let flat = tensor
@@ -290,8 +315,11 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)], header: &Hash
         let shape = tensor.size().iter().map(|&d| d as usize).collect();
         views.push((name.clone(), F32View { shape, bytes }));
     }
-    let data = safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), &Some(header.clone()))
-        .map_err(|e| Error::InvalidSpec(format!("cannot serialise tensors: {e}")))?;
+    let data = safetensors::serialize(
+        views.iter().map(|(n, v)| (n.as_str(), v)),
+        &Some(header.clone()),
+    )
+    .map_err(|e| Error::InvalidSpec(format!("cannot serialise tensors: {e}")))?;
     write_atomically(path, &data)
 }
 
@@ -317,6 +345,9 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
 
 /// `dir/.name.tmp-PID`: hidden, in the same folder (so the rename is atomic), per process.
 pub fn temporary_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }

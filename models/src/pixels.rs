@@ -13,9 +13,14 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
     let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::Decode(e.to_string()))?;
-    let mut decoder = reader.into_decoder().map_err(|e| Error::Decode(e.to_string()))?;
-    let orientation = decoder.orientation().map_err(|e| Error::Decode(e.to_string()))?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| Error::Decode(e.to_string()))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| Error::Decode(e.to_string()))?;
+    let orientation = decoder
+        .orientation()
+        .map_err(|e| Error::Decode(e.to_string()))?;
+    let mut image =
+        DynamicImage::from_decoder(decoder).map_err(|e| Error::Decode(e.to_string()))?;
     image.apply_orientation(orientation);
     Ok(image)
 }
@@ -24,7 +29,10 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
 pub fn image_to_tensor(image: &DynamicImage) -> Tensor {
     let (width, height) = (image.width() as i64, image.height() as i64);
     let hwc = match image {
-        DynamicImage::ImageLuma8(_) | DynamicImage::ImageLumaA8(_) | DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => {
+        DynamicImage::ImageLuma8(_)
+        | DynamicImage::ImageLumaA8(_)
+        | DynamicImage::ImageRgb8(_)
+        | DynamicImage::ImageRgba8(_) => {
             let rgb = image.to_rgb8();
             Tensor::from_slice(rgb.as_raw()).to_kind(Kind::Float)
         }
@@ -42,7 +50,11 @@ pub fn tensor_to_image(tensor: &Tensor) -> Result<RgbImage> {
     let size = tensor.size();
     let (height, width) = match size.as_slice() {
         &[3, h, w] => (h, w),
-        other => return Err(Error::Decode(format!("expected a [3, H, W] image tensor, got {other:?}"))),
+        other => {
+            return Err(Error::Decode(format!(
+                "expected a [3, H, W] image tensor, got {other:?}"
+            )))
+        }
     };
     let hwc = tensor
         .detach()

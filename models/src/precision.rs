@@ -68,15 +68,23 @@ pub fn parse_device(s: &str) -> Result<Device, String> {
         "cuda" => cuda_device(0),
         _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(index)) => cuda_device(index),
-            _ => Err(format!("unknown device `{s}` (use auto, cpu, cuda or cuda:N)")),
+            _ => Err(format!(
+                "unknown device `{s}` (use auto, cpu, cuda or cuda:N)"
+            )),
         },
     }
 }
 
 fn cuda_device(index: usize) -> Result<Device, String> {
-    let count = if tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 };
+    let count = if tch::Cuda::is_available() {
+        tch::Cuda::device_count() as usize
+    } else {
+        0
+    };
     if index >= count {
-        return Err(format!("cuda:{index} is not available ({count} CUDA devices)"));
+        return Err(format!(
+            "cuda:{index} is not available ({count} CUDA devices)"
+        ));
     }
     Ok(Device::Cuda(index))
 }

@@ -141,14 +141,20 @@ impl NetSpec {
             return Err(Error::InvalidSpec("channel widths must be positive".into()));
         }
         if self.n_styles == 0 {
-            return Err(Error::InvalidSpec("a network needs at least one style".into()));
+            return Err(Error::InvalidSpec(
+                "a network needs at least one style".into(),
+            ));
         }
         if self.outer_kernel <= 0 || self.outer_kernel % 2 == 0 {
-            return Err(Error::InvalidSpec("outer kernel must be odd and positive".into()));
+            return Err(Error::InvalidSpec(
+                "outer kernel must be odd and positive".into(),
+            ));
         }
         let positive = |v: f64| v > 0.0 && v.is_finite();
         if !positive(self.norm_eps) || !positive(self.input_scale) {
-            return Err(Error::InvalidSpec("norm_eps and input_scale must be positive".into()));
+            return Err(Error::InvalidSpec(
+                "norm_eps and input_scale must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -165,8 +171,22 @@ impl NetSpec {
             ConvLayer::new("conv3", d2, d3, 3, 2, Some("in3")),
         ];
         for block in 1..=self.res_blocks {
-            layers.push(ConvLayer::new(&format!("res{block}.conv1"), d3, d3, 3, 1, Some(&format!("res{block}.in1"))));
-            layers.push(ConvLayer::new(&format!("res{block}.conv2"), d3, d3, 3, 1, Some(&format!("res{block}.in2"))));
+            layers.push(ConvLayer::new(
+                &format!("res{block}.conv1"),
+                d3,
+                d3,
+                3,
+                1,
+                Some(&format!("res{block}.in1")),
+            ));
+            layers.push(ConvLayer::new(
+                &format!("res{block}.conv2"),
+                d3,
+                d3,
+                3,
+                1,
+                Some(&format!("res{block}.in2")),
+            ));
         }
         layers.push(ConvLayer::new("deconv1", d3, u1, 3, 1, Some("in4")));
         layers.push(ConvLayer::new("deconv2", u1, u2, 3, 1, Some("in5")));
@@ -188,10 +208,18 @@ impl NetSpec {
         for layer in self.layers() {
             vars.push((
                 format!("{}.conv2d.weight", layer.name),
-                vec![layer.out_channels, layer.in_channels, layer.kernel, layer.kernel],
+                vec![
+                    layer.out_channels,
+                    layer.in_channels,
+                    layer.kernel,
+                    layer.kernel,
+                ],
             ));
             if self.conv_bias {
-                vars.push((format!("{}.conv2d.bias", layer.name), vec![layer.out_channels]));
+                vars.push((
+                    format!("{}.conv2d.bias", layer.name),
+                    vec![layer.out_channels],
+                ));
             }
             if let Some(norm) = &layer.norm {
                 vars.push((format!("{norm}.weight"), norm_shape(layer.out_channels)));
@@ -230,7 +258,14 @@ pub struct ConvLayer {
 }
 
 impl ConvLayer {
-    fn new(name: &str, in_channels: i64, out_channels: i64, kernel: i64, stride: i64, norm: Option<&str>) -> Self {
+    fn new(
+        name: &str,
+        in_channels: i64,
+        out_channels: i64,
+        kernel: i64,
+        stride: i64,
+        norm: Option<&str>,
+    ) -> Self {
         Self {
             name: name.to_string(),
             in_channels,

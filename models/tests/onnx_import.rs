@@ -32,7 +32,11 @@ fn one_hot(style: usize) -> Vec<f64> {
 #[test]
 fn importing_the_onnx_file_reproduces_the_shipped_model() {
     let imported = import_magenta_onnx(&onnx_file()).unwrap();
-    let shipped = Model::load(&workspace().join("assets/multistyle26.safetensors"), Device::Cpu).unwrap();
+    let shipped = Model::load(
+        &workspace().join("assets/multistyle26.safetensors"),
+        Device::Cpu,
+    )
+    .unwrap();
     assert_eq!(imported.meta.spec, shipped.meta.spec);
     assert_eq!(imported.meta.styles, shipped.meta.styles);
     let shipped_vars = shipped.vars.variables();
@@ -78,10 +82,17 @@ fn forward_matches_onnx_runtime_on_real_photos() {
         let image = photo(name);
         let params = model.net.style_params(weights).unwrap();
         let stylized = tch::no_grad(|| model.net.forward(&image, &params)).unwrap();
-        assert_eq!(stylized.size(), image.size(), "output size differs from input for {name}");
+        assert_eq!(
+            stylized.size(),
+            image.size(),
+            "output size differs from input for {name}"
+        );
         ours.insert(index, stylized / 255.0);
         inputs.push((format!("image.{index}"), &image / 255.0));
-        inputs.push((format!("weights.{index}"), Tensor::from_slice(weights).to_kind(Kind::Float)));
+        inputs.push((
+            format!("weights.{index}"),
+            Tensor::from_slice(weights).to_kind(Kind::Float),
+        ));
     }
 
     let dir = tempfile::tempdir().unwrap();
@@ -89,7 +100,11 @@ fn forward_matches_onnx_runtime_on_real_photos() {
     let outputs_file = dir.path().join("outputs.safetensors");
     save_safetensors(&inputs_file, &inputs, &HashMap::new()).unwrap();
     let python = workspace().join(".venv/bin/python");
-    assert!(python.exists(), "{} is missing: run `make setup-test`", python.display());
+    assert!(
+        python.exists(),
+        "{} is missing: run `make setup-test`",
+        python.display()
+    );
     let status = std::process::Command::new(&python)
         .arg(workspace().join("tests/reference/onnx_reference.py"))
         .arg(onnx_file())
@@ -99,14 +114,23 @@ fn forward_matches_onnx_runtime_on_real_photos() {
         .unwrap();
     assert!(status.success(), "onnx_reference.py failed: {status}");
 
-    let reference: HashMap<String, Tensor> = read_safetensors(&outputs_file).unwrap().into_iter().collect();
+    let reference: HashMap<String, Tensor> = read_safetensors(&outputs_file)
+        .unwrap()
+        .into_iter()
+        .collect();
     for (index, (name, _)) in cases.iter().enumerate() {
         let expected = &reference[&format!("stylized.{index}")];
         let diff = (&ours[&index] - expected).abs();
         let mean = diff.mean(Kind::Float).double_value(&[]);
         let max = diff.max().double_value(&[]);
         eprintln!("case {index} ({name}): mean abs diff {mean:.2e}, max {max:.2e}");
-        assert!(mean < 1e-3, "case {index} ({name}): mean abs difference {mean} vs ONNX Runtime");
-        assert!(max < 2e-2, "case {index} ({name}): max abs difference {max} vs ONNX Runtime");
+        assert!(
+            mean < 1e-3,
+            "case {index} ({name}): mean abs difference {mean} vs ONNX Runtime"
+        );
+        assert!(
+            max < 2e-2,
+            "case {index} ({name}): max abs difference {max} vs ONNX Runtime"
+        );
     }
 }

@@ -20,7 +20,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.output.exists() && !args.force {
-        bail!("{} exists (pass --force to overwrite)", args.output.display());
+        bail!(
+            "{} exists (pass --force to overwrite)",
+            args.output.display()
+        );
     }
     let extension = args
         .input

@@ -27,7 +27,11 @@ struct Info {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cuda_available = tch::Cuda::is_available();
-    let cuda_device_count = if cuda_available { tch::Cuda::device_count() } else { 0 };
+    let cuda_device_count = if cuda_available {
+        tch::Cuda::device_count()
+    } else {
+        0
+    };
     let cudnn_available = cuda_available && tch::Cuda::cudnn_is_available();
     let libtorch_dir = loaded_libtorch_dir();
     let info = Info {
@@ -39,7 +43,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         libtorch_path: libtorch_dir.map(|dir| dir.display().to_string()),
         cuda_available,
         cuda_device_count,
-        cuda_devices: if cuda_available { cuda_device_names() } else { Vec::new() },
+        cuda_devices: if cuda_available {
+            cuda_device_names()
+        } else {
+            Vec::new()
+        },
         cudnn_available,
         cudnn_version: cudnn_available.then(tch::utils::version_cudnn),
         threads: tch::get_num_threads(),
@@ -102,9 +110,10 @@ fn libtorch_version_at(dir: &std::path::Path) -> Option<String> {
 fn cpu_has_native_bf16() -> bool {
     std::fs::read_to_string("/proc/cpuinfo")
         .map(|text| {
-            text.lines()
-                .filter(|l| l.starts_with("flags"))
-                .any(|l| l.split_whitespace().any(|f| f == "avx512_bf16" || f == "amx_bf16"))
+            text.lines().filter(|l| l.starts_with("flags")).any(|l| {
+                l.split_whitespace()
+                    .any(|f| f == "avx512_bf16" || f == "amx_bf16")
+            })
         })
         .unwrap_or(false)
 }

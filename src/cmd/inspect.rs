@@ -30,8 +30,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let spec = &meta.spec;
     println!("model          {}", args.model.display());
-    println!("format         {} v{}", models::file::FORMAT_NAME, models::file::FORMAT_VERSION);
-    println!("styles         {} ({})", meta.styles.len(), meta.styles.join(", "));
+    println!(
+        "format         {} v{}",
+        models::file::FORMAT_NAME,
+        models::file::FORMAT_VERSION
+    );
+    println!(
+        "styles         {} ({})",
+        meta.styles.len(),
+        meta.styles.join(", ")
+    );
     println!(
         "network        down {:?}, {} residual blocks, up {:?}, {}x{} outer kernels",
         spec.down_channels, spec.res_blocks, spec.up_channels, spec.outer_kernel, spec.outer_kernel
@@ -47,13 +55,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(training) = &meta.training {
         // Converted models carry only provenance: show the fields that say something.
         let fields = serde_json::to_value(training)?;
-        let fields = fields.as_object().into_iter().flatten().filter(|(_, value)| {
-            !matches!(value, serde_json::Value::Null)
-                && value.as_str() != Some("")
-                && value.as_f64() != Some(0.0)
-                && value.as_array().is_none_or(|a| !a.is_empty())
-                && value.as_object().is_none_or(|o| !o.is_empty())
-        });
+        let fields = fields
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, value)| {
+                !matches!(value, serde_json::Value::Null)
+                    && value.as_str() != Some("")
+                    && value.as_f64() != Some(0.0)
+                    && value.as_array().is_none_or(|a| !a.is_empty())
+                    && value.as_object().is_none_or(|o| !o.is_empty())
+            });
         for (key, value) in fields {
             let text = match value {
                 serde_json::Value::String(s) => s.clone(),

@@ -36,26 +36,38 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.output.exists() && !args.force {
-        bail!("{} exists (pass --force to overwrite)", args.output.display());
+        bail!(
+            "{} exists (pass --force to overwrite)",
+            args.output.display()
+        );
     }
     let format = infer::OutputFormat::from_path(&args.output)?;
     let device = models::precision::parse_device(&args.device).map_err(anyhow::Error::msg)?;
-    args.precision.check_device(device).map_err(anyhow::Error::msg)?;
+    args.precision
+        .check_device(device)
+        .map_err(anyhow::Error::msg)?;
     let loaded = infer::load_model(args.model.as_deref(), device)?;
     let mut model = loaded.model;
     if args.precision != Precision::F32 {
         model.vars.set_kind(args.precision.kind());
     }
 
-    let bytes = std::fs::read(&args.photo).with_context(|| format!("cannot read {}", args.photo.display()))?;
-    let photo = models::pixels::decode(&bytes).with_context(|| format!("{}", args.photo.display()))?;
+    let bytes = std::fs::read(&args.photo)
+        .with_context(|| format!("cannot read {}", args.photo.display()))?;
+    let photo =
+        models::pixels::decode(&bytes).with_context(|| format!("{}", args.photo.display()))?;
     let resize = infer::Resize {
         scale: None,
         max_size: Some(args.cell_size),
     };
     let photo = resize.apply(photo);
     let started = Instant::now();
-    let stylized = infer::sheet::stylize_every_style(&model, &models::pixels::image_to_tensor(&photo), device, args.precision)?;
+    let stylized = infer::sheet::stylize_every_style(
+        &model,
+        &models::pixels::image_to_tensor(&photo),
+        device,
+        args.precision,
+    )?;
     let mut cells = vec![("original".to_string(), infer::sheet::original_cell(&photo))];
     cells.extend(model.meta.styles.iter().cloned().zip(stylized));
     let sheet = infer::sheet::layout(&cells, args.columns);

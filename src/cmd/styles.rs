@@ -29,13 +29,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
     };
     if args.json {
-        let json = serde_json::json!({ "model": name, "styles": meta.styles, "default": default_style });
+        let json =
+            serde_json::json!({ "model": name, "styles": meta.styles, "default": default_style });
         println!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{} style{} in {name}:", meta.styles.len(), if meta.styles.len() == 1 { "" } else { "s" });
+    println!(
+        "{} style{} in {name}:",
+        meta.styles.len(),
+        if meta.styles.len() == 1 { "" } else { "s" }
+    );
     for (index, style) in meta.styles.iter().enumerate() {
-        let default = if index == default_style { "  (default)" } else { "" };
+        let default = if index == default_style {
+            "  (default)"
+        } else {
+            ""
+        };
         if *style == index.to_string() {
             println!("  {index:>3}{default}");
         } else {

@@ -125,20 +125,30 @@ pub fn import_magenta_onnx(path: &Path) -> Result<Model> {
     let mut initializers = BTreeMap::new();
     for tensor in &graph.initializer {
         let name = tensor.name.clone().unwrap_or_default();
-        initializers.insert(name.clone(), tensor_from_proto(tensor).map_err(|e| fail(format!("initializer `{name}`: {e}")))?);
+        initializers.insert(
+            name.clone(),
+            tensor_from_proto(tensor).map_err(|e| fail(format!("initializer `{name}`: {e}")))?,
+        );
     }
     let spec = infer_spec(&initializers).map_err(fail)?;
     let mut named = Vec::new();
     for (onnx_name, tensor) in initializers {
-        let name = atelier_name(&onnx_name).ok_or_else(|| fail(format!("unknown initializer `{onnx_name}`")))?;
+        let name = atelier_name(&onnx_name)
+            .ok_or_else(|| fail(format!("unknown initializer `{onnx_name}`")))?;
         named.push((name, tensor));
     }
 
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let styles = (0..spec.n_styles).map(|i| i.to_string()).collect();
     let mut extra = HashMap::new();
     extra.insert("converted_from".to_string(), file_name);
-    extra.insert("source".to_string(), "Magenta multi-style network (Dumoulin et al. 2017), Apache-2.0 weights".to_string());
+    extra.insert(
+        "source".to_string(),
+        "Magenta multi-style network (Dumoulin et al. 2017), Apache-2.0 weights".to_string(),
+    );
     let training = TrainingSummary {
         atelier_version: env!("CARGO_PKG_VERSION").to_string(),
         extra,
@@ -157,9 +167,20 @@ pub fn import_magenta_onnx(path: &Path) -> Result<Model> {
 /// The graph must be the conditional-instance-norm network: inputs `image` and
 /// `style_weights`, reflect-padded convolutions, nearest ×2 resizes and a final sigmoid.
 fn check_structure(graph: &proto::GraphProto) -> std::result::Result<(), String> {
-    let inputs: Vec<&str> = graph.input.iter().filter_map(|i| i.name.as_deref()).collect();
-    let initializer_names: Vec<&str> = graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
-    let real_inputs: Vec<&str> = inputs.into_iter().filter(|n| !initializer_names.contains(n)).collect();
+    let inputs: Vec<&str> = graph
+        .input
+        .iter()
+        .filter_map(|i| i.name.as_deref())
+        .collect();
+    let initializer_names: Vec<&str> = graph
+        .initializer
+        .iter()
+        .filter_map(|t| t.name.as_deref())
+        .collect();
+    let real_inputs: Vec<&str> = inputs
+        .into_iter()
+        .filter(|n| !initializer_names.contains(n))
+        .collect();
     if real_inputs != ["image", "style_weights"] {
         return Err(format!(
             "unknown graph: inputs are {real_inputs:?}, expected [\"image\", \"style_weights\"]"
@@ -169,7 +190,11 @@ fn check_structure(graph: &proto::GraphProto) -> std::result::Result<(), String>
     for node in &graph.node {
         let op = node.op_type.as_deref().unwrap_or("");
         *op_counts.entry(op).or_default() += 1;
-        let attr = |name: &str| node.attribute.iter().find(|a| a.name.as_deref() == Some(name));
+        let attr = |name: &str| {
+            node.attribute
+                .iter()
+                .find(|a| a.name.as_deref() == Some(name))
+        };
         match op {
             "Pad" if attr("mode").and_then(|a| a.s.as_deref()) != Some(b"reflect") => {
                 return Err("unknown graph: a Pad is not reflect padding".into());
@@ -210,13 +235,22 @@ fn tensor_from_proto(tensor: &proto::TensorProto) -> std::result::Result<Tensor,
     }
     let numel: i64 = tensor.dims.iter().product();
     let values: Vec<f32> = match &tensor.raw_data {
-        Some(raw) if !raw.is_empty() => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Some(raw) if !raw.is_empty() => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
         _ => tensor.float_data.clone(),
     };
     if values.len() as i64 != numel {
-        return Err(format!("{} values for shape {:?}", values.len(), tensor.dims));
+        return Err(format!(
+            "{} values for shape {:?}",
+            values.len(),
+            tensor.dims
+        ));
     }
-    Ok(Tensor::from_slice(&values).view(tensor.dims.as_slice()).to_kind(Kind::Float))
+    Ok(Tensor::from_slice(&values)
+        .view(tensor.dims.as_slice())
+        .to_kind(Kind::Float))
 }
 
 /// Widths, residual block count and style count, from the initializer shapes.
@@ -227,17 +261,30 @@ fn infer_spec(initializers: &BTreeMap<String, Tensor>) -> std::result::Result<Ne
             .map(|t| t.size()[0])
             .ok_or_else(|| format!("unknown graph: no initializer `{name}.w`"))
     };
-    let res_blocks = (0..).take_while(|i| initializers.contains_key(&format!("res.{i}.0.w"))).count();
+    let res_blocks = (0..)
+        .take_while(|i| initializers.contains_key(&format!("res.{i}.0.w")))
+        .count();
     let gamma = initializers
         .get("contract.0.norm.gamma")
         .ok_or("unknown graph: no initializer `contract.0.norm.gamma`")?;
     let n_styles = match gamma.size().as_slice() {
         &[n, _] => n as usize,
-        other => return Err(format!("unknown graph: `contract.0.norm.gamma` has shape {other:?}")),
+        other => {
+            return Err(format!(
+                "unknown graph: `contract.0.norm.gamma` has shape {other:?}"
+            ))
+        }
     };
-    let outer_kernel = initializers.get("contract.0.w").map(|t| t.size()[3]).unwrap_or(0);
+    let outer_kernel = initializers
+        .get("contract.0.w")
+        .map(|t| t.size()[3])
+        .unwrap_or(0);
     Ok(NetSpec {
-        down_channels: [out_channels("contract.0")?, out_channels("contract.1")?, out_channels("contract.2")?],
+        down_channels: [
+            out_channels("contract.0")?,
+            out_channels("contract.1")?,
+            out_channels("contract.2")?,
+        ],
         res_blocks,
         up_channels: [out_channels("expand.0")?, out_channels("expand.1")?],
         outer_kernel,
@@ -264,7 +311,10 @@ fn atelier_name(onnx_name: &str) -> Option<String> {
         ["res", block, j] => {
             let block: usize = block.parse().ok()?;
             let j: usize = j.parse().ok()?;
-            (format!("res{}.conv{}", block + 1, j + 1), format!("res{}.in{}", block + 1, j + 1))
+            (
+                format!("res{}.conv{}", block + 1, j + 1),
+                format!("res{}.in{}", block + 1, j + 1),
+            )
         }
         ["expand", i] => {
             let i: usize = i.parse().ok()?;
@@ -285,11 +335,26 @@ mod tests {
 
     #[test]
     fn onnx_names_map_onto_pytorch_examples_names() {
-        assert_eq!(atelier_name("contract.0.w").as_deref(), Some("conv1.conv2d.weight"));
-        assert_eq!(atelier_name("contract.2.norm.beta").as_deref(), Some("in3.bias"));
-        assert_eq!(atelier_name("res.5.1.norm.gamma").as_deref(), Some("res6.in2.weight"));
-        assert_eq!(atelier_name("expand.2.norm.gamma").as_deref(), Some("in6.weight"));
-        assert_eq!(atelier_name("expand.1.w").as_deref(), Some("deconv2.conv2d.weight"));
+        assert_eq!(
+            atelier_name("contract.0.w").as_deref(),
+            Some("conv1.conv2d.weight")
+        );
+        assert_eq!(
+            atelier_name("contract.2.norm.beta").as_deref(),
+            Some("in3.bias")
+        );
+        assert_eq!(
+            atelier_name("res.5.1.norm.gamma").as_deref(),
+            Some("res6.in2.weight")
+        );
+        assert_eq!(
+            atelier_name("expand.2.norm.gamma").as_deref(),
+            Some("in6.weight")
+        );
+        assert_eq!(
+            atelier_name("expand.1.w").as_deref(),
+            Some("deconv2.conv2d.weight")
+        );
         assert_eq!(atelier_name("head.w"), None);
     }
 }
