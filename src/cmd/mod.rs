@@ -1,7 +1,11 @@
 //! Subcommands, one module each. Every `run` returns the process exit code; errors bubble up
 //! as `anyhow::Error` with context and become exit code 2 in `main`.
 
+mod convert;
 mod info;
+mod inspect;
+mod sheet;
+mod styles;
 mod stylize;
 mod train;
 mod video;
@@ -37,6 +41,14 @@ enum Command {
     Stylize(stylize::Args),
     /// Stylize a video with ffmpeg, keeping its frames, rate, size, rotation and sound
     Video(video::Args),
+    /// Convert a pytorch/examples (.pth) or Magenta ONNX network into an atelier model file
+    Convert(convert::Args),
+    /// Print what a model file says about itself: network, styles, how it was trained
+    Inspect(inspect::Args),
+    /// List the styles of a model (the built-in one by default)
+    Styles(styles::Args),
+    /// Render every style of a model on one photo as a labelled contact sheet
+    Sheet(sheet::Args),
     /// Train a style network from style images and a folder of photos (resumable, logs to TensorBoard)
     Train(Box<train::Args>),
 }
@@ -46,6 +58,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(args) => info::run(args),
         Command::Stylize(args) => stylize::run(args),
         Command::Video(args) => video::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Styles(args) => styles::run(args),
+        Command::Sheet(args) => sheet::run(args),
         Command::Train(args) => train::run(*args),
     }
 }
