@@ -200,6 +200,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => Some(trainer::load_style_image(path, None).context("sample image")?),
         None => None,
     };
+    if config.loss_weights == Path::new(DEFAULT_VGG19_WEIGHTS) && !config.loss_weights.exists() {
+        bail!("{DEFAULT_VGG19_WEIGHTS} is missing: run `make vgg` to fetch the VGG-19 loss network, or give --loss-weights");
+    }
     let vgg = trainer::train::load_loss_net(&config, device).context("loss network")?;
     let mut json_log = match &args.log_json {
         Some(path) => Some(
