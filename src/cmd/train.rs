@@ -73,13 +73,13 @@ pub struct Args {
     /// Comma-separated weight per style layer [default: 1 each]
     #[arg(long, value_name = "WEIGHTS", value_delimiter = ',')]
     style_layer_weights: Option<Vec<f64>>,
-    /// Weight of the content loss [default: 1e5 for vgg16, 1 for vgg19]
+    /// Weight of the content loss [default: 1e5 for vgg16, 7.5 for vgg19]
     #[arg(long, value_name = "W")]
     content_weight: Option<f64>,
-    /// Weight of the style loss [default: 1e10 for vgg16, 50 for vgg19]
+    /// Weight of the style loss [default: 1e10 for vgg16, 100 for vgg19]
     #[arg(long, value_name = "W")]
     style_weight: Option<f64>,
-    /// Weight of the total-variation loss [default: 0]
+    /// Weight of the total-variation loss [default: 0 for vgg16, 200 for vgg19]
     #[arg(long, value_name = "W")]
     tv_weight: Option<f64>,
 
@@ -366,9 +366,11 @@ fn fresh_config(args: &Args, n_photos: usize) -> anyhow::Result<TrainConfig> {
     };
     let loss_net = args.loss_net.clone().unwrap_or_else(|| "vgg19".to_string());
     let kind: VggKind = loss_net.parse()?;
-    let (content_weight, style_weight) = match kind {
-        VggKind::Vgg16 => (1e5, 1e10),
-        VggKind::Vgg19 => (1.0, 50.0),
+    // Published recipes whose loss conventions equal ours (0-255 inputs, Gram / (c*h*w), mean
+    // squared errors): pytorch/examples for VGG-16, lengstrom/fast-style-transfer for VGG-19.
+    let (content_weight, style_weight, tv_weight) = match kind {
+        VggKind::Vgg16 => (1e5, 1e10, 0.0),
+        VggKind::Vgg19 => (7.5, 100.0, 200.0),
     };
     let taps =
         |taps: Vec<models::vgg::Tap>| taps.iter().map(ToString::to_string).collect::<Vec<_>>();
@@ -405,7 +407,7 @@ fn fresh_config(args: &Args, n_photos: usize) -> anyhow::Result<TrainConfig> {
         style_size: args.style_size,
         content_weight: args.content_weight.unwrap_or(content_weight),
         style_weight: args.style_weight.unwrap_or(style_weight),
-        tv_weight: args.tv_weight.unwrap_or(0.0),
+        tv_weight: args.tv_weight.unwrap_or(tv_weight),
         lr: args.lr.unwrap_or(1e-3),
         lr_decay: args.lr_decay.unwrap_or(1.0),
         lr_decay_every: args.lr_decay_every,
