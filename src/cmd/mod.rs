@@ -1,6 +1,7 @@
 //! Subcommands, one module each. Every `run` returns the process exit code; errors bubble up
 //! as `anyhow::Error` with context and become exit code 2 in `main`.
 
+mod bench;
 mod convert;
 mod info;
 mod inspect;
@@ -51,6 +52,8 @@ enum Command {
     Sheet(sheet::Args),
     /// Train a style network from style images and a folder of photos (resumable, logs to TensorBoard)
     Train(Box<train::Args>),
+    /// Time the network, a whole file, a training step, the photo stream or a video (JSON lines)
+    Bench(bench::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -63,5 +66,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Styles(args) => styles::run(args),
         Command::Sheet(args) => sheet::run(args),
         Command::Train(args) => train::run(*args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,417 @@
+"""Atelier against eager PyTorch and ONNX Runtime, side by side on this machine, in one run.
+
+  .venv/bin/python bench/run.py [--quick] [--full] [--threads 2] [--only infer,file,train,video,data]
+
+For every row, one process per program (`atelier bench ... --serve`, `bench/peers.py torch|ort
+... --serve`) sets up, then the driver interleaves their runs (A B C A B C ...), warm-up runs
+first, all with the same thread count. Each process reports its own peak resident memory
+(VmHWM; child processes such as ffmpeg or DataLoader workers are not included). Writes
+bench/results.json and BENCHMARKS.md (`--out-dir` to write elsewhere). Needs a release build
+(`cargo build --release`), ffmpeg and the test packages (`scripts/setup.sh test`).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from peers import SPECS, make_net  # noqa: E402
+
+BIN = Path(os.environ.get("ATELIER_BIN", ROOT / "target" / "release" / "atelier"))
+WORK = ROOT / "target" / "bench"
+PHOTOS = ROOT / "assets" / "photos"
+
+
+def flops_per_pixel(name):
+    """As NetSpec::flops_per_pixel: 2 x multiply-adds per output pixel."""
+    s = SPECS[name]
+    (d1, d2, d3), (u1, u2), k = s["down"], s["up"], 9
+    layers = [(3, d1, k, 1.0), (d1, d2, 3, 0.25), (d2, d3, 3, 1 / 16)]
+    layers += [(d3, d3, 3, 1 / 16)] * (2 * s["res"])
+    layers += [(d3, u1, 3, 0.25), (u1, u2, 3, 1.0), (u2, 3, k, 1.0)]
+    return sum(2.0 * cin * cout * kk * kk * area for cin, cout, kk, area in layers)
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+def prepare(gpu):
+    """Model files, test images, the photo folder and the 720p clip, under target/bench (GPU:
+    the johnson model only)."""
+    import torch
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    johnson_pth, johnson_model, johnson_onnx = WORK / "johnson.pth", WORK / "johnson.safetensors", WORK / "johnson.onnx"
+    if not johnson_model.exists():
+        # pytorch/examples' layout with PyTorch's default init, seed 0; the same weights for all.
+        torch.manual_seed(0)
+        net = make_net("johnson")
+        torch.save({k: v.contiguous() for k, v in net.state_dict().items()}, johnson_pth)
+        subprocess.run([BIN, "convert", johnson_pth, "-o", johnson_model, "--force"], check=True,
+                       stdout=subprocess.DEVNULL)
+    if gpu:
+        return dict(johnson_pth=johnson_pth, johnson_model=johnson_model)
+    from PIL import Image
+
+    if not johnson_onnx.exists():
+        net = make_net("johnson", torch.load(johnson_pth, weights_only=True))
+        x = torch.rand(1, 3, 64, 64) * 255
+        torch.onnx.export(net, (x,), johnson_onnx, input_names=["image"], output_names=["stylized"],
+                          dynamic_axes={"image": {2: "height", 3: "width"}, "stylized": {2: "height", 3: "width"}},
+                          opset_version=17, dynamo=False)
+    source = Image.open(PHOTOS / "astronaut.png").convert("RGB")
+    for w, h in SIZES:
+        path = WORK / f"photo-{w}x{h}.jpg"
+        if not path.exists():
+            source.resize((w, h), Image.LANCZOS).save(path, quality=95)
+    folder = WORK / "photos"
+    if not folder.exists():
+        folder.mkdir()
+        for i in range(48):
+            image = Image.open(sorted(PHOTOS.iterdir())[i % 4]).convert("RGB")
+            w, h = image.size
+            scale = 480 / min(w, h) * (1 + 0.1 * (i % 5))
+            image.resize((round(w * scale), round(h * scale)), Image.LANCZOS).save(folder / f"{i:03}.jpg", quality=90)
+    clips = {}
+    for name, frames in VIDEO_FRAMES.items():
+        clip = WORK / f"clip-720p-{frames}.mp4"
+        if not clip.exists():
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30",
+                            "-frames:v", str(frames), "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", clip],
+                           check=True)
+        clips[name] = clip
+    return dict(johnson_pth=johnson_pth, johnson_model=johnson_model, johnson_onnx=johnson_onnx,
+                folder=folder, clips=clips)
+
+
+# --- one row: three programs, interleaved ---------------------------------------------------------
+
+def command(engine, task, inputs, net, options):
+    common = [task, "--net", net, "--threads", str(ARGS.threads), "--warmup", str(options["warmup"]),
+              "--runs", str(options["runs"]), "--serve", "--out-dir", str(WORK), "--device", ARGS.device]
+    if engine.endswith("-cl"):
+        engine = engine[: -len("-cl")]
+        common.append("--channels-last")
+    if ARGS.device != "cpu":
+        common.append("--cudnn-benchmark")
+    for key in ("size", "batch", "precision", "input", "loss_net", "image_size", "steps"):
+        if key in options:
+            common += ["--" + key.replace("_", "-"), str(options[key])]
+    if engine == "ours":
+        if net == "johnson" and task != "train":  # training starts from the preset
+            common[2] = str(inputs["johnson_model"])
+        if task == "infer" and options.get("precision", "f32") != "f32":
+            common += ["--check-input", str(PHOTOS / "astronaut.png")]
+        return [str(BIN), "bench"] + common
+    extra = ["--weights", str(inputs["johnson_pth"])] if net == "johnson" else []
+    if engine == "ort" and net == "johnson":
+        extra += ["--onnx", str(inputs["johnson_onnx"])]
+    return [sys.executable, str(ROOT / "bench" / "peers.py"), engine] + common + extra
+
+
+def run_row(engines, task, inputs, net, options):
+    env = dict(os.environ, OMP_NUM_THREADS=str(ARGS.threads), MKL_NUM_THREADS=str(ARGS.threads))
+    procs = {}
+    for engine in engines:
+        cmd = command(engine, task, inputs, net, options)
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        line = proc.stdout.readline()
+        if not line or not json.loads(line).get("ready"):
+            raise SystemExit(f"{engine} failed to start: {' '.join(cmd)}")
+        procs[engine] = proc
+    runs = {e: [] for e in engines}
+    for _ in range(options["warmup"] + options["runs"]):
+        for engine, proc in procs.items():
+            time.sleep(0.2)  # let the previous program's spinning threads go to sleep
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            if not line:
+                raise SystemExit(f"{engine} ended early in {task} {net} {options}")
+            runs[engine].append(json.loads(line))
+    result = {}
+    for engine, proc in procs.items():
+        proc.stdin.close()
+        summary = json.loads(proc.stdout.readlines()[-1])
+        proc.wait()
+        summary["runs"] = runs[engine]
+        result[engine] = summary
+    return result
+
+
+# --- the plan -------------------------------------------------------------------------------------
+
+SIZES = [(256, 256), (512, 512), (1024, 1024), (1920, 1080)]
+VIDEO_FRAMES = {"johnson": 6, "multistyle26": 24}
+
+
+def plan(inputs, quick, full, only):
+    reps = (lambda big: dict(warmup=1, runs=1)) if quick else (
+        (lambda big: dict(warmup=1, runs=3)) if full else (lambda big: dict(warmup=1, runs=2 if big else 3)))
+    sizes = SIZES[:2] if quick else SIZES
+    rows = []
+    for net in ("johnson", "multistyle26"):
+        for w, h in sizes:
+            big = w * h > 600_000
+            for precision in ("f32", "bf16"):
+                engines = ["ours", "torch", "ort"] if precision == "f32" else ["ours", "torch"]
+                rows.append(("infer", net, engines, dict(size=f"{w}x{h}", precision=precision, **reps(big))))
+        for w, h in sizes:
+            big = w * h > 600_000
+            rows.append(("file", net, ["ours", "torch", "ort"],
+                         dict(input=WORK / f"photo-{w}x{h}.jpg", **reps(True))))
+        for size in (128,) if quick else (256, 128):
+            for loss_net in ("vgg16", "vgg19"):
+                rows.append(("train", net, ["ours", "torch"],
+                             dict(batch=4, image_size=size, loss_net=loss_net, **reps(size > 128))))
+        rows.append(("video", net, ["ours", "torch", "ort"],
+                     dict(input=inputs["clips"][net], **reps(True))))
+    rows.append(("data", "multistyle26", ["ours", "torch"],
+                 dict(input=inputs["folder"], batch=4, image_size=256, steps=10, **reps(False))))
+    return [r for r in rows if not only or r[0] in only]
+
+
+def plan_gpu(only):
+    """Ours and eager PyTorch on CUDA: f32 (TF32 convolutions, libtorch's default), bf16, f16,
+    NCHW and channels-last, batch 1 and 8, cuDNN benchmark mode; 20 calls per timed run."""
+    rows = []
+    engines = ["ours", "ours-cl", "torch", "torch-cl"]
+    for net in ("johnson", "multistyle26"):
+        for precision in ("f32", "bf16", "f16"):
+            for batch in (1, 8):
+                rows.append(("infer", net, engines, dict(size="1024x1024", precision=precision, batch=batch,
+                                                         steps=20, warmup=2, runs=5)))
+    for loss_net in ("vgg16", "vgg19"):
+        for precision in ("f32", "bf16"):
+            rows.append(("train", "johnson", ["ours", "torch"],
+                         dict(batch=4, image_size=256, loss_net=loss_net, precision=precision, steps=20,
+                              warmup=2, runs=5)))
+    return [r for r in rows if not only or r[0] in only]
+
+
+def write_gpu_report(results, info, elapsed, path_md, path_json):
+    path_json.write_text(json.dumps({"machine": info, "elapsed_s": elapsed, "rows": results}, indent=1,
+                                    default=str) + "\n")
+    lines = ["# GPU benchmarks\n", "Written by `bench/gpu.sh` (bench/run.py --device cuda). Medians of 5 timed runs of"
+             " 20 calls each after warm-up, programs interleaved; *-cl* = channels-last input and weights.\n"]
+    for key, value in info.items():
+        lines.append(f"- {key}: {value}")
+    lines.append(f"- whole run: {elapsed / 60:.1f} min\n")
+    lines.append("| network | size | precision | batch | program | ms per image | megapixels/s | ours/PyTorch (same layout) |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        if r["task"] != "infer":
+            continue
+        o, e = r["options"], r["engines"]
+        w, h = (int(v) for v in o["size"].split("x"))
+        for engine, s in e.items():
+            t = median(s)
+            peer = median(e.get(engine.replace("ours", "torch"))) if engine.startswith("ours") else None
+            lines.append(f"| {r['net']} | {o['size']} | {o['precision']} | {o['batch']} | {engine} | {t * 1000:.2f} "
+                         f"| {w * h / t / 1e6:.0f} | {ratio(t, peer) if peer else ''} |")
+    lines.append("\n| network | crop, batch | loss network | precision | program | ms per step | ours/PyTorch |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for r in results:
+        if r["task"] != "train":
+            continue
+        o, e = r["options"], r["engines"]
+        for engine, s in e.items():
+            peer = median(e["torch"]) if engine == "ours" else None
+            lines.append(f"| {r['net']} | {o['image_size']}², {o['batch']} | {o['loss_net']} | {o['precision']} | {engine} "
+                         f"| {median(s) * 1000:.2f} | {ratio(median(s), peer) if peer else ''} |")
+    path_md.write_text("\n".join(lines) + "\n")
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "")
+    import torch
+
+    def version(module):
+        try:
+            return __import__(module).__version__
+        except ImportError:
+            return "not installed"
+
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "?"
+
+    info = json.loads(out([str(BIN), "info", "--json"]) or "{}")
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_bf16" in flags,
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "os": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+        "onnxruntime": version("onnxruntime"), "numpy": version("numpy"),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "atelier": out([str(BIN), "--version"]), "libtorch": info.get("libtorch_version"),
+        "rustc": out(["rustc", "--version"]), "ffmpeg": out(["ffmpeg", "-version"]).split("\n")[0],
+        "git": out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "threads": ARGS.threads,
+    }
+
+
+def median(summary):
+    return summary.get("median_seconds_per_item") if summary else None
+
+
+def fmt_time(s):
+    if s is None:
+        return "n/a"
+    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "n/a"
+
+
+def write_report(results, info, load_before, load_after, elapsed, path_md, path_json):
+    path_json.write_text(json.dumps({"machine": info, "load_before": load_before, "load_after": load_after,
+                                     "elapsed_s": elapsed, "rows": results}, indent=1, default=str) + "\n")
+    lines = []
+    add = lines.append
+    add("# Benchmarks\n")
+    add("Atelier against eager PyTorch (the same libtorch, from Python) and ONNX Runtime (CPU), the same work")
+    add("in the same run on the same machine, written by `bench/run.py`. Each row's programs run as separate")
+    add("processes, interleaved run by run (A B C A B C ...) after a warm-up run, with the same thread count.")
+    add("Times are medians per image (per frame, per step); *ours/peer* below 1 means Atelier is faster.\n")
+    add("## Machine\n")
+    for key, value in info.items():
+        add(f"- {key}: {value}")
+    add(f"- load average before: {load_before}, after: {load_after} (other work on the machine shows here)")
+    add(f"- whole run: {elapsed / 60:.1f} min\n")
+    groups = {}
+    for row in results:
+        groups.setdefault(row["task"], []).append(row)
+    f32_ort = {(r["net"], r["options"].get("size")): median(r["engines"].get("ort"))
+               for r in groups.get("infer", []) if r["options"]["precision"] == "f32"}
+    if "infer" in groups:
+        add("## Inference: the network alone (batch 1)\n")
+        add("GFLOP/s counts the network's own convolutions (johnson: 307.6 GFLOP per megapixel).")
+        add("bf16 rows compare with ONNX Runtime's f32 time (its CPU provider has no bf16 kernels);")
+        add("*bf16 error* is the relative L2 distance of Atelier's bf16 output to its f32 output.\n")
+        add("| network | size | precision | ours | PyTorch | ORT | ours/PyTorch | ours/ORT | GFLOP/s ours | peak RSS MiB ours / PyTorch / ORT | runs |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in groups["infer"]:
+            e, o = r["engines"], r["options"]
+            w, h = (int(v) for v in o["size"].split("x"))
+            ours, torch_t = median(e.get("ours")), median(e.get("torch"))
+            ort_t = median(e.get("ort")) if "ort" in e else f32_ort.get((r["net"], o["size"]))
+            gflops = flops_per_pixel(r["net"]) * w * h / 1e9 / ours if ours else None
+            rss = " / ".join(f"{e[k]['peak_rss_mib']:.0f}" if k in e and e[k].get("peak_rss_mib") else "-"
+                             for k in ("ours", "torch", "ort"))
+            ort_label = fmt_time(ort_t) + ("" if "ort" in e else " (f32)")
+            error = e["ours"].get("error_vs_f32")
+            precision = o["precision"] + (f" (error {error:.1e})" if error is not None else "")
+            add(f"| {r['net']} | {o['size']} | {precision} | {fmt_time(ours)} | {fmt_time(torch_t)} | {ort_label} "
+                f"| {ratio(ours, torch_t)} | {ratio(ours, ort_t)} | {gflops:.1f} | {rss} | {o['runs']} |")
+        add("")
+    if "file" in groups:
+        add("## Inference: whole file (decode JPEG, network, encode JPEG quality 95, write), f32\n")
+        add("| network | size | ours | PyTorch + PIL | ORT + PIL | ours/PyTorch | ours/ORT | peak RSS MiB ours / PyTorch / ORT | runs |")
+        add("|---|---|---|---|---|---|---|---|---|")
+        for r in groups["file"]:
+            e, o = r["engines"], r["options"]
+            size = Path(str(o["input"])).stem.split("-")[1]
+            ours, t, x = median(e["ours"]), median(e["torch"]), median(e["ort"])
+            rss = " / ".join(f"{e[k]['peak_rss_mib']:.0f}" for k in ("ours", "torch", "ort"))
+            add(f"| {r['net']} | {size} | {fmt_time(ours)} | {fmt_time(t)} | {fmt_time(x)} | {ratio(ours, t)} | {ratio(ours, x)} | {rss} | {o['runs']} |")
+        add("")
+    if "train" in groups:
+        add("## Training: seconds per step, batch 4, f32\n")
+        add("Both loops: the transformer, the loss network up to its deepest tap (random weights), Adam.")
+        add("ONNX Runtime (CPU) does not train.\n")
+        add("| network | crop | loss network | ours | PyTorch | ours/PyTorch | speed-up | peak RSS MiB ours / PyTorch | runs |")
+        add("|---|---|---|---|---|---|---|---|---|")
+        for r in groups["train"]:
+            e, o = r["engines"], r["options"]
+            ours, t = median(e["ours"]), median(e["torch"])
+            rss = f"{e['ours']['peak_rss_mib']:.0f} / {e['torch']['peak_rss_mib']:.0f}"
+            add(f"| {r['net']} | {o['image_size']}² | {o['loss_net']} | {ours:.2f} s | {t:.2f} s | {ratio(ours, t)} "
+                f"| {t / ours:.2f}x | {rss} | {o['runs']} |")
+        add("")
+    if "video" in groups:
+        add("## Video: 1280x720 H.264 clip, decode + network + encode (libx264 crf 18), f32\n")
+        add("*of bare* is the video's frames/s over the same program's bare network frames/s on the same")
+        add("number of 720p frames (one at a time), measured right after each video run.\n")
+        add("| network | frames | program | video frames/s | bare network frames/s | of bare | peak RSS MiB | runs |")
+        add("|---|---|---|---|---|---|---|---|")
+        for r in groups["video"]:
+            for engine, label in (("ours", "Atelier"), ("torch", "PyTorch + ffmpeg pipes"), ("ort", "ORT + ffmpeg pipes")):
+                s = r["engines"][engine]
+                video = statistics.median(x["video_fps"] for x in s["extra"])
+                bare = statistics.median(x["network_fps"] for x in s["extra"])
+                frames = s["runs"][-1]["items"]
+                add(f"| {r['net']} | {frames} | {label} | {video:.3f} | {bare:.3f} | {video / bare:.0%} | {s['peak_rss_mib']:.0f} | {r['options']['runs']} |")
+        add("")
+    if "data" in groups:
+        add("## Training photo pipeline alone: decode, resize shorter side to 256, random crop, batch 4\n")
+        add("| program | images/s | peak RSS MiB (main process) | runs |")
+        add("|---|---|---|---|")
+        for r in groups["data"]:
+            for engine, label in (("ours", "Atelier PhotoStream"), ("torch", "PyTorch DataLoader + PIL")):
+                s = r["engines"][engine]
+                add(f"| {label} | {1 / median(s):.1f} | {s['peak_rss_mib']:.0f} | {r['options']['runs']} |")
+        add("")
+    path_md.write_text("\n".join(lines) + "\n")
+
+
+def loadavg():
+    return open("/proc/loadavg").read().split()[:3]
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="two sizes, one run each (a few minutes)")
+    parser.add_argument("--full", action="store_true", help="three timed runs of every row")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cuda: the GPU plan (ours and PyTorch only)")
+    parser.add_argument("--only", default="", help="comma-separated tasks: infer,file,train,video,data")
+    parser.add_argument("--out-dir", type=Path, default=None,
+                        help="where results.json and the report go (default: bench/ and BENCHMARKS.md)")
+    ARGS = parser.parse_args()
+    if not BIN.exists():
+        raise SystemExit("build first: cargo build --release")
+    only = {t for t in ARGS.only.split(",") if t}
+    if ARGS.out_dir:
+        ARGS.out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    load_before = loadavg()
+    gpu = ARGS.device != "cpu"
+    inputs = prepare(gpu)
+    rows = plan_gpu(only) if gpu else plan(inputs, ARGS.quick, ARGS.full, only)
+    results = []
+    name = "BENCHMARKS-gpu.md" if gpu else "BENCHMARKS.md"
+    md = ARGS.out_dir / name if ARGS.out_dir else ROOT / name
+    js = (ARGS.out_dir or ROOT / "bench") / ("results-gpu.json" if gpu else "results.json")
+    info = machine()
+    for index, (task, net, engines, options) in enumerate(rows):
+        print(f"[{index + 1}/{len(rows)}] {task} {net} {options} ({(time.time() - started) / 60:.1f} min)",
+              file=sys.stderr, flush=True)
+        engines_result = run_row(engines, task, inputs, net, options)
+        summary = {e: median(s) for e, s in engines_result.items()}
+        print(f"    {summary}", file=sys.stderr, flush=True)
+        results.append({"task": task, "net": net, "options": {k: str(v) if isinstance(v, Path) else v
+                                                              for k, v in options.items()},
+                        "engines": engines_result})
+        if gpu:
+            write_gpu_report(results, info, time.time() - started, md, js)
+        else:
+            write_report(results, info, load_before, loadavg(), time.time() - started, md, js)
+    print(f"wrote {md} and {js}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

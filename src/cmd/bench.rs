@@ -1,0 +1,410 @@
+//! `atelier bench`: times one piece of Atelier in-process (the network, a whole file, a
+//! training step, the photo stream, a video) and prints one JSON line per timed run and a
+//! summary line with the median and the process's peak resident memory. `bench/run.py` drives
+//! it side by side with PyTorch and ONNX Runtime and writes `BENCHMARKS.md`.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use infer::{Finish, Job, OutputFormat, Resize, Source, StyleMix, Stylizer, Target};
+use models::vgg::{Vgg, VggKind};
+use models::{Model, ModelMeta, NetSpec, Precision};
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Task {
+    /// The network alone on a random batch already in memory
+    Infer,
+    /// Read and decode --input, stylize, encode and write a JPEG
+    File,
+    /// One optimizer step of training (loss network on random weights, random batches)
+    Train,
+    /// The training photo stream alone: decode, resize, crop, batch the photos of --input
+    Data,
+    /// The video --input through ffmpeg and the network, then the same frames through the
+    /// network alone
+    Video,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// What to time
+    #[arg(value_enum)]
+    task: Task,
+    /// Network: `multistyle26` (the built-in model), a preset (`johnson`, `johnson-half`:
+    /// seeded random weights) or a model file
+    #[arg(long, default_value = "multistyle26")]
+    net: String,
+    /// Image size WIDTHxHEIGHT (infer; train uses --image-size)
+    #[arg(long, default_value = "512x512", value_name = "WxH")]
+    size: String,
+    /// Images per batch (infer, train, data)
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Arithmetic: f32, bf16 or f16 (CUDA)
+    #[arg(long, default_value = "f32")]
+    precision: String,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Intra-op threads (and decoding threads for `data`)
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Untimed runs first
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Timed runs
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Wait for a line on stdin before each run (warm-up included), so a driver can interleave
+    /// several programs; ends early at end of input
+    #[arg(long)]
+    serve: bool,
+    /// Input file or folder (file: an image; data: a photo folder; video: a clip)
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Folder for outputs (file, video); default: the system's temporary folder
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Loss network (train): vgg16 or vgg19
+    #[arg(long, default_value = "vgg16")]
+    loss_net: String,
+    /// Side of the square training crops (train, data)
+    #[arg(long, default_value_t = 256)]
+    image_size: i64,
+    /// Per timed run: network calls (infer), optimizer steps (train) or batches (data)
+    #[arg(long, default_value_t = 1)]
+    steps: usize,
+    /// Give the network NHWC input on CUDA too (the CPU path always does)
+    #[arg(long)]
+    channels_last: bool,
+    /// Let cuDNN time its algorithms for each shape (CUDA)
+    #[arg(long)]
+    cudnn_benchmark: bool,
+    /// infer in bf16/f16: also report the relative L2 distance of the output on this image to
+    /// the f32 output
+    #[arg(long, value_name = "IMAGE")]
+    check_input: Option<PathBuf>,
+}
+
+/// What one timed run did, besides its duration.
+struct RunResult {
+    /// Images, frames or steps done, for rates.
+    items: f64,
+    extra: serde_json::Value,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.threads >= 1, "--threads must be at least 1");
+    anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
+    anyhow::ensure!(args.batch >= 1, "--batch must be at least 1");
+    tch::set_num_threads(args.threads as i32);
+    tch::set_num_interop_threads(1);
+    let device = models::precision::parse_device(&args.device).map_err(anyhow::Error::msg)?;
+    let precision: Precision = args.precision.parse().map_err(anyhow::Error::msg)?;
+    precision.check_device(device).map_err(anyhow::Error::msg)?;
+    if args.cudnn_benchmark {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    let (width, height) = parse_size(&args.size)?;
+    let out_dir = args.out_dir.clone().unwrap_or_else(std::env::temp_dir);
+
+    let error_vs_f32 = match (&args.check_input, args.task, precision) {
+        (Some(image), Task::Infer, Precision::Bf16 | Precision::F16) => {
+            Some(error_vs_f32(&args.net, device, precision, image)?)
+        }
+        _ => None,
+    };
+    let mut task: Box<dyn FnMut() -> anyhow::Result<RunResult>> = match args.task {
+        Task::Infer => {
+            let stylizer = stylizer(&args.net, device, precision)?;
+            let mut input = Tensor::rand(
+                [args.batch as i64, 3, height, width],
+                (Kind::Float, Device::Cpu),
+            ) * 255.0;
+            input = input.to_device(device);
+            if args.channels_last {
+                input = models::precision::to_channels_last(&input);
+            }
+            let (batch, repeats) = (args.batch as f64, args.steps.max(1));
+            Box::new(move || {
+                for _ in 0..repeats {
+                    drop(stylizer.stylize(&input)?);
+                }
+                sync(device);
+                Ok(RunResult {
+                    items: batch * repeats as f64,
+                    extra: json!({}),
+                })
+            })
+        }
+        Task::File => {
+            let stylizer = stylizer(&args.net, device, precision)?;
+            let input = args.input.clone().context("file needs --input IMAGE")?;
+            let job = Job {
+                source: Source::File(input),
+                target: Target::File(out_dir.join(format!("bench-{}.jpg", std::process::id()))),
+                format: OutputFormat::Jpeg,
+            };
+            Box::new(move || {
+                let image = infer::pipeline::read_image(&job.source, &Resize::default())?;
+                let out = stylizer.stylize(&image.unsqueeze(0))?;
+                infer::pipeline::write_image(&out.squeeze_dim(0), &job, 95)?;
+                Ok(RunResult {
+                    items: 1.0,
+                    extra: json!({}),
+                })
+            })
+        }
+        Task::Train => train_task(&args, device, precision)?,
+        Task::Data => {
+            let root = args.input.clone().context("data needs --input FOLDER")?;
+            let files = datasets::find_photos(&root)?.files;
+            let config = datasets::StreamConfig {
+                image_size: args.image_size,
+                batch_size: args.batch,
+                seed: 0,
+                prefetch: 8,
+                n_threads: args.threads,
+            };
+            let n_batches = args.steps;
+            Box::new(move || {
+                // A fresh stream per run: its prefetching must not work between runs.
+                let mut stream = datasets::PhotoStream::new(config, files.clone())?;
+                for _ in 0..n_batches {
+                    stream.next_batch()?;
+                }
+                Ok(RunResult {
+                    items: (n_batches * config.batch_size) as f64,
+                    extra: json!({}),
+                })
+            })
+        }
+        Task::Video => {
+            infer::video::check_ffmpeg()?;
+            let stylizer = stylizer(&args.net, device, precision)?;
+            let input = args.input.clone().context("video needs --input CLIP")?;
+            let info = infer::video::probe(&input)?;
+            let output = out_dir.join(format!("bench-{}.mp4", std::process::id()));
+            let options = infer::VideoOptions::default();
+            let frame = Tensor::rand(
+                [1, 3, info.height as i64, info.width as i64],
+                (Kind::Float, Device::Cpu),
+            ) * 255.0;
+            Box::new(move || {
+                let report =
+                    infer::video::stylize_video(&stylizer, &input, &output, &options, &|_| {})?;
+                // The same number of frames through the network alone, one at a time.
+                let started = Instant::now();
+                for _ in 0..report.frames {
+                    drop(stylizer.stylize(&frame)?);
+                }
+                sync(device);
+                let network_seconds = started.elapsed().as_secs_f64();
+                Ok(RunResult {
+                    items: report.frames as f64,
+                    extra: json!({
+                        "video_seconds": report.seconds,
+                        "video_fps": report.frames as f64 / report.seconds,
+                        "network_seconds": network_seconds,
+                        "network_fps": report.frames as f64 / network_seconds,
+                    }),
+                })
+            })
+        }
+    };
+
+    if args.serve {
+        // Set up: the driver starts the next program only now, so set-ups never overlap runs.
+        println!("{}", json!({"ready": true}));
+    }
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let mut wait = || args.serve && !matches!(lines.next(), Some(Ok(_)));
+    let mut times = Vec::new();
+    let mut extras = Vec::new();
+    for index in 0..args.warmup + args.runs {
+        if wait() {
+            break;
+        }
+        let started = Instant::now();
+        let result = task()?;
+        let seconds = started.elapsed().as_secs_f64();
+        let warmup = index < args.warmup;
+        println!(
+            "{}",
+            json!({"warmup": warmup, "seconds": seconds, "items": result.items, "extra": result.extra})
+        );
+        if !warmup {
+            times.push(seconds / result.items.max(1e-12));
+            extras.push(result.extra);
+        }
+    }
+    let median = median(&times);
+    println!(
+        "{}",
+        json!({
+            "summary": true,
+            "task": format!("{:?}", args.task).to_lowercase(),
+            "net": args.net,
+            "precision": precision.to_string(),
+            "device": args.device,
+            "threads": args.threads,
+            "median_seconds_per_item": median,
+            "seconds_per_item": times,
+            "extra": extras,
+            "peak_rss_mib": peak_rss_mib(),
+            "error_vs_f32": error_vs_f32,
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn train_task(
+    args: &Args,
+    device: Device,
+    precision: Precision,
+) -> anyhow::Result<Box<dyn FnMut() -> anyhow::Result<RunResult>>> {
+    let kind: VggKind = args.loss_net.parse().map_err(anyhow::Error::msg)?;
+    // Timing does not depend on the loss network's weights: random ones need no download.
+    let vgg = Vgg::random(kind, device);
+    let names = |taps: Vec<models::vgg::Tap>| taps.iter().map(|t| t.to_string()).collect();
+    let style_taps: Vec<String> = names(kind.default_style_taps());
+    let size = args.image_size;
+    let config = trainer::TrainConfig {
+        style_images: vec![PathBuf::from("random")],
+        style_names: vec!["random".into()],
+        data_dir: PathBuf::from("random"),
+        output: PathBuf::from("unused.safetensors"),
+        checkpoint_path: PathBuf::from("unused.ckpt"),
+        loss_net: kind.to_string(),
+        loss_weights: PathBuf::from("random"),
+        content_taps: names(kind.default_content_taps()),
+        style_layer_weights: vec![1.0; style_taps.len()],
+        style_taps,
+        arch: args.net.clone(),
+        n_steps: u64::MAX,
+        batch_size: args.batch,
+        image_size: size,
+        style_size: None,
+        content_weight: 1e5,
+        style_weight: 1e10,
+        tv_weight: 0.0,
+        lr: 1e-3,
+        lr_decay: 1.0,
+        lr_decay_every: None,
+        seed: 0,
+        precision: precision.to_string(),
+        checkpoint_every: u64::MAX,
+        log_every: u64::MAX,
+        sample_image: None,
+        sample_every: u64::MAX,
+        log_dir: None,
+    };
+    let style = Tensor::rand([3, size, size], (Kind::Float, Device::Cpu)) * 255.0;
+    let mut trainer = trainer::Trainer::new(config, &[style], vgg, device, precision)?;
+    let batches: Vec<Tensor> = (0..4)
+        .map(|_| {
+            Tensor::rand(
+                [args.batch as i64, 3, size, size],
+                (Kind::Float, Device::Cpu),
+            ) * 255.0
+        })
+        .collect();
+    let steps = args.steps.max(1);
+    let mut next = 0;
+    Ok(Box::new(move || {
+        for _ in 0..steps {
+            trainer.step(&batches[next % batches.len()])?;
+            next += 1;
+        }
+        sync(device);
+        Ok(RunResult {
+            items: steps as f64,
+            extra: json!({}),
+        })
+    }))
+}
+
+/// The built-in model, a preset with seeded random weights, or a model file.
+fn stylizer(net: &str, device: Device, precision: Precision) -> anyhow::Result<Stylizer> {
+    let model = if net == infer::builtin::NAME {
+        infer::builtin::load(device)?
+    } else if let Ok(spec) = NetSpec::preset(net) {
+        tch::manual_seed(0);
+        let meta = ModelMeta {
+            spec,
+            styles: vec!["random".into()],
+            training: None,
+        };
+        Model::new(meta, device)?
+    } else {
+        Model::load(Path::new(net), device).with_context(|| format!("cannot load {net}"))?
+    };
+    let default = if net == infer::builtin::NAME {
+        infer::builtin::DEFAULT_STYLE
+    } else {
+        0
+    };
+    let mix = StyleMix::parse(None, &model.meta.styles, default)?;
+    Ok(Stylizer::new(
+        model,
+        device,
+        precision,
+        mix,
+        Finish::default(),
+    )?)
+}
+
+/// Relative L2 distance between the outputs in `precision` and in f32 on one image.
+fn error_vs_f32(
+    net: &str,
+    device: Device,
+    precision: Precision,
+    image: &Path,
+) -> anyhow::Result<f64> {
+    let source = Source::File(image.to_path_buf());
+    let input = infer::pipeline::read_image(&source, &Resize::default())?.unsqueeze(0);
+    let reference = stylizer(net, device, Precision::F32)?.stylize(&input)?;
+    let low = stylizer(net, device, precision)?.stylize(&input)?;
+    let distance = (&low - &reference).norm().double_value(&[]);
+    Ok(distance / reference.norm().double_value(&[]))
+}
+
+fn parse_size(size: &str) -> anyhow::Result<(i64, i64)> {
+    let parsed = size
+        .split_once(['x', 'X'])
+        .and_then(|(w, h)| Some((w.parse::<i64>().ok()?, h.parse::<i64>().ok()?)));
+    match parsed {
+        Some((w, h)) if w >= 16 && h >= 16 => Ok((w, h)),
+        _ => anyhow::bail!("--size must be WIDTHxHEIGHT, both at least 16, not `{size}`"),
+    }
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// The process's peak resident set (VmHWM), from /proc; `None` where there is no /proc.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
