@@ -133,6 +133,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    infer::tune_allocator();
     let resize = args.net.resize()?;
     let stylizer = args.net.stylizer()?;
     let naming = Naming {

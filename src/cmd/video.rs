@@ -41,6 +41,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    infer::tune_allocator();
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.smooth),
         "--smooth must be between 0 and 1"
