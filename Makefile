@@ -6,12 +6,13 @@ CARGO ?= cargo
 BIN := target/release/atelier
 DEMO_DIR ?= demo-output
 
-.PHONY: help setup setup-test build demo test lint vgg
+.PHONY: help setup setup-test build demo test lint vgg bench
 
 help:
 	@echo "make demo   set up, build, and stylize the bundled photos with the built-in styles"
 	@echo "make test   set up, then run rustfmt, clippy and the whole test suite"
 	@echo "make vgg    fetch and convert the VGG-19 loss-network weights (for training)"
+	@echo "make bench  Atelier against PyTorch and ONNX Runtime on this machine (BENCH_ARGS=--quick)"
 
 setup:
 	@scripts/setup.sh
@@ -44,3 +45,9 @@ lint: setup
 test: setup-test lint vgg
 	$(CARGO) build --release
 	$(CARGO) test --release --all-targets
+
+# Side-by-side timings, written to BENCHMARKS.md and bench/results.json (about 20 minutes on 2
+# cores; BENCH_ARGS=--quick for a smoke test, --full for every row).
+bench: setup-test build
+	@.venv/bin/python -c "import onnx, PIL" 2>/dev/null || .venv/bin/python -m pip install --quiet onnx pillow
+	.venv/bin/python bench/run.py $(BENCH_ARGS)

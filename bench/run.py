@@ -27,6 +27,8 @@ from peers import SPECS, make_net  # noqa: E402
 
 BIN = Path(os.environ.get("ATELIER_BIN", ROOT / "target" / "release" / "atelier"))
 WORK = ROOT / "target" / "bench"
+# Frames of the 720p test clip per network (the johnson network takes seconds a frame here).
+VIDEO_FRAMES = {"johnson": 4, "multistyle26": 16}
 PHOTOS = ROOT / "assets" / "photos"
 
 
@@ -149,30 +151,36 @@ def run_row(engines, task, inputs, net, options):
 # --- the plan -------------------------------------------------------------------------------------
 
 SIZES = [(256, 256), (512, 512), (1024, 1024), (1920, 1080)]
-VIDEO_FRAMES = {"johnson": 6, "multistyle26": 24}
 
 
 def plan(inputs, quick, full, only):
-    reps = (lambda big: dict(warmup=1, runs=1)) if quick else (
-        (lambda big: dict(warmup=1, runs=3)) if full else (lambda big: dict(warmup=1, runs=2 if big else 3)))
+    """The rows, cheapest coverage first. Default (about 20 minutes here): every size in f32,
+    bf16 and whole files at the sizes the targets name, three timed runs (two for the slow
+    rows). --full: every size for every kind of row, three timed runs. --quick: smoke test."""
+    if quick:
+        reps = lambda slow: dict(warmup=1, runs=1)  # noqa: E731
+    elif full:
+        reps = lambda slow: dict(warmup=1, runs=3)  # noqa: E731
+    else:
+        reps = lambda slow: dict(warmup=1, runs=2 if slow else 3)  # noqa: E731
     sizes = SIZES[:2] if quick else SIZES
+    low_sizes = sizes if full or quick else [(512, 512), (1024, 1024)]
+    file_sizes = sizes if full or quick else [(512, 512), (1920, 1080)]
     rows = []
     for net in ("johnson", "multistyle26"):
         for w, h in sizes:
-            big = w * h > 600_000
-            for precision in ("f32", "bf16"):
-                engines = ["ours", "torch", "ort"] if precision == "f32" else ["ours", "torch"]
-                rows.append(("infer", net, engines, dict(size=f"{w}x{h}", precision=precision, **reps(big))))
-        for w, h in sizes:
-            big = w * h > 600_000
+            slow = w * h > 600_000
+            rows.append(("infer", net, ["ours", "torch", "ort"], dict(size=f"{w}x{h}", precision="f32", **reps(slow))))
+            if (w, h) in low_sizes:
+                rows.append(("infer", net, ["ours", "torch"], dict(size=f"{w}x{h}", precision="bf16", **reps(slow))))
+        for w, h in file_sizes:
             rows.append(("file", net, ["ours", "torch", "ort"],
-                         dict(input=WORK / f"photo-{w}x{h}.jpg", **reps(True))))
-        for size in (128,) if quick else (256, 128):
+                         dict(input=WORK / f"photo-{w}x{h}.jpg", **reps(w * h > 600_000))))
+        for size in (128,) if quick else (128, 256):
             for loss_net in ("vgg16", "vgg19"):
                 rows.append(("train", net, ["ours", "torch"],
                              dict(batch=4, image_size=size, loss_net=loss_net, **reps(size > 128))))
-        rows.append(("video", net, ["ours", "torch", "ort"],
-                     dict(input=inputs["clips"][net], **reps(True))))
+        rows.append(("video", net, ["ours", "torch", "ort"], dict(input=inputs["clips"][net], **reps(True))))
     rows.append(("data", "multistyle26", ["ours", "torch"],
                  dict(input=inputs["folder"], batch=4, image_size=256, steps=10, **reps(False))))
     return [r for r in rows if not only or r[0] in only]
