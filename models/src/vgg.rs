@@ -232,9 +232,10 @@ pub struct Vgg {
 }
 
 impl Vgg {
-    /// Loads torchvision-layout weights from a `.safetensors` file or a zip `torch.save` state
-    /// dict (`.pth`, `.pt`, `.bin`). Every conv's weight and bias must be present with its shape;
-    /// `classifier.*` and other non-conv tensors are ignored.
+    /// Loads torchvision-layout weights from a `.safetensors` file or a `torch.save`d state dict
+    /// (`.pth`, `.pt`, `.bin`; zip or legacy format, or a checkpoint holding one). Every conv's
+    /// weight and bias must be present with its shape; `classifier.*` and other non-conv tensors
+    /// are ignored.
     pub fn load(path: &Path, kind: VggKind, device: Device) -> Result<Self> {
         let is_safetensors = path
             .extension()
@@ -242,7 +243,7 @@ impl Vgg {
         let named = if is_safetensors {
             crate::file::read_safetensors(path)?
         } else {
-            crate::convert::pth::read_torch_zip(path)?
+            crate::convert::pth::read_torch_save(path)?
         };
         let mut named: std::collections::HashMap<String, Tensor> = named.into_iter().collect();
         let mut take = |name: String, expected: Vec<i64>| -> Result<Tensor> {

@@ -1,4 +1,4 @@
-"""Legacy (pre-zip) torch.save files for models/tests/torch_legacy.rs.
+"""torch.save files, legacy (pre-zip) and zip, for models/tests/torch_legacy.rs.
 
 Usage:
   .venv/bin/python tests/reference/legacy_pth.py OUT_DIR SEED
@@ -7,7 +7,7 @@ Writes to OUT_DIR:
   johnson_legacy.pth      a pytorch/examples `fast_neural_style` state dict (random weights plus the
                           `in*.running_mean/var`, `num_batches_tracked` entries of old files) saved
                           with `_use_new_zipfile_serialization=False`
-  johnson_zip.pth         the same tensors in the zip format, as a plain dict
+  johnson_zip.pth         the same tensors in the zip format, as a plain dict (libtorch reads it)
   johnson_io.safetensors  `input` and the network's `output` on it
   views_legacy.pth        tensors sharing storages (transposed, sliced, strided, expanded views),
                           f16/bf16/f64/i64/i32/u8 storages, a 0-dim and an empty tensor
@@ -17,10 +17,25 @@ Writes to OUT_DIR:
                           to a list of pairs, a storage view, a cuda location), checked here by
                           torch.load itself
   py2_expected.safetensors    what torch.load gives for py2_legacy.pth
+  johnson_ordered_zip.pth the johnson_legacy.pth OrderedDict (with `_metadata`) in the zip format
+  johnson_state_dict.pth  `net.state_dict()` of the same network, zip format, as saved today
+  checkpoint.pth          {'state_dict': net.state_dict(), 'epoch': 3, 'optimizer': Adam's state
+                          dict after one step} (zip)
+  checkpoint_legacy.pth   {'model': net.state_dict(), 'epoch': 3}, legacy format
+  not_a_checkpoint.pth    {'weights': net.state_dict(), 'epoch': 3}: neither `state_dict` nor `model`
+  deflated.pth            johnson_state_dict.pth's entries deflated, under an `archive/` folder
+  missing_storage.pth     johnson_state_dict.pth without its `data/0` entry
+  big_endian.pth          johnson_state_dict.pth with `byteorder` saying `big`
+  foreign.pth             a zip archive that is not a torch.save file
+  vgg16_ordered.pth       a torchvision-layout VGG-16 `module.state_dict()` (features at full size,
+                          a tiny classifier), random weights, zip format
+  vgg16_ordered.safetensors   the same tensors
 """
 
+import copy
 import struct
 import sys
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -28,7 +43,7 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference import TransformerNet, image, weights_of  # noqa: E402
+from reference import TransformerNet, image, vgg_features, weights_of  # noqa: E402
 
 
 def johnson_files(out):
@@ -46,11 +61,61 @@ def johnson_files(out):
     # as `module.state_dict()` returns it
     state._metadata = OrderedDict((name, {"version": 1}) for name, _ in net.named_modules())
     torch.save(state, out / "johnson_legacy.pth", _use_new_zipfile_serialization=False)
-    # a plain dict: libtorch's zip reader fails on an OrderedDict
+    # a plain dict, which libtorch's zip reader (the tests' oracle) can read: it fails on an
+    # OrderedDict
     torch.save(dict(state), out / "johnson_zip.pth")
     x = image(1, 3, 40, 36)
     with torch.no_grad():
         save_file({"input": x, "output": net(x)}, out / "johnson_io.safetensors")
+    return net, state
+
+
+def zip_files(out, net, state):
+    """libtorch's zip reader fails on these: each holds an OrderedDict."""
+    torch.save(state, out / "johnson_ordered_zip.pth")
+    state_dict = net.state_dict()
+    assert isinstance(state_dict, OrderedDict) and hasattr(state_dict, "_metadata")
+    torch.save(state_dict, out / "johnson_state_dict.pth")
+
+    # an optimizer state with tensors of its own (on a copy: the step changes the weights)
+    trained = copy.deepcopy(net)
+    optimizer = torch.optim.Adam(trained.parameters())
+    trained(image(1, 3, 16, 16)).mean().backward()
+    optimizer.step()
+    torch.save({"state_dict": state_dict, "epoch": 3, "optimizer": optimizer.state_dict()}, out / "checkpoint.pth")
+    torch.save({"model": state_dict, "epoch": 3}, out / "checkpoint_legacy.pth", _use_new_zipfile_serialization=False)
+    torch.save({"weights": state_dict, "epoch": 3}, out / "not_a_checkpoint.pth")
+
+    def rewrite(name, change):
+        with zipfile.ZipFile(out / "johnson_state_dict.pth") as source, zipfile.ZipFile(out / name, "w") as target:
+            for info in source.infolist():
+                changed = change(info.filename, source.read(info))
+                if changed is not None:
+                    target.writestr(*changed)
+
+    rewrite("deflated.pth", lambda name, data: ("archive/" + name.split("/", 1)[1], data, zipfile.ZIP_DEFLATED))
+    rewrite("missing_storage.pth", lambda name, data: None if name.endswith("/data/0") else (name, data))
+    rewrite("big_endian.pth", lambda name, data: (name, b"big" if name.endswith("/byteorder") else data))
+    assert torch.load(out / "deflated.pth")["conv1.conv2d.weight"].equal(state["conv1.conv2d.weight"])
+    with zipfile.ZipFile(out / "foreign.pth", "w") as foreign:
+        foreign.writestr("notes/readme.txt", "not a model\n")
+
+
+def vgg16_files(out):
+    """As torchvision's `vgg16().state_dict()` names them; its 4096-wide classifier would be
+    large and is ignored anyway, so it is tiny here."""
+    net = torch.nn.Module()
+    net.features = vgg_features("vgg16")
+    net.avgpool = torch.nn.AdaptiveAvgPool2d((7, 7))
+    net.classifier = torch.nn.Sequential(
+        torch.nn.Linear(12, 8), torch.nn.ReLU(True), torch.nn.Dropout(),
+        torch.nn.Linear(8, 8), torch.nn.ReLU(True), torch.nn.Dropout(),
+        torch.nn.Linear(8, 5))
+    state = net.state_dict()
+    assert list(state)[:3] == ["features.0.weight", "features.0.bias", "features.2.weight"], list(state)
+    assert list(state)[-2:] == ["classifier.6.weight", "classifier.6.bias"], list(state)
+    torch.save(state, out / "vgg16_ordered.pth")
+    save_file({k: v.contiguous() for k, v in state.items()}, out / "vgg16_ordered.safetensors")
 
 
 def views_files(out):
@@ -221,9 +286,11 @@ def py2_files(out):
 def main(out, seed):
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    johnson_files(out)
+    net, state = johnson_files(out)
     views_files(out)
     py2_files(out)
+    zip_files(out, net, state)
+    vgg16_files(out)
 
 
 if __name__ == "__main__":

@@ -3,3 +3,4 @@
 pub mod onnx;
 pub mod pth;
 pub mod torch_legacy;
+pub mod torch_zip;

@@ -6,8 +6,8 @@
 //! `johnson` preset's variables; files saved by old PyTorch versions also carry instance-norm
 //! running statistics (`in*.running_mean`, `in*.running_var`, `num_batches_tracked`) that the
 //! network never used (instance norm always normalises with the image's own statistics), so
-//! they are dropped. Those old files are in the legacy (non-zip) `torch.save` format, which
-//! libtorch cannot read; [`super::torch_legacy`] reads them.
+//! they are dropped. Those old files are in the legacy (non-zip) `torch.save` format, read by
+//! [`super::torch_legacy`]; newer ones are zip archives, read by [`super::torch_zip`].
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -15,7 +15,7 @@ use std::path::Path;
 
 use tch::{Device, Tensor};
 
-use super::torch_legacy;
+use super::{torch_legacy, torch_zip};
 use crate::error::{Error, Result};
 use crate::file::{Model, ModelMeta, TrainingSummary};
 use crate::spec::NetSpec;
@@ -80,9 +80,10 @@ fn spec_for(named: &[(String, Tensor)]) -> NetSpec {
     }
 }
 
-/// Every tensor of a `torch.save`d state dict on the CPU: zip files through libtorch, older
-/// files through [`torch_legacy`].
-pub(crate) fn read_torch_save(path: &Path) -> Result<Vec<(String, Tensor)>> {
+/// Every tensor of a `torch.save`d state dict (or of the one inside a training checkpoint), on
+/// the CPU, in the file's order: zip files through [`torch_zip`], older ones through
+/// [`torch_legacy`].
+pub fn read_torch_save(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let mut head = Vec::new();
     std::fs::File::open(path)
         .and_then(|file| file.take(4).read_to_end(&mut head))
@@ -91,30 +92,8 @@ pub(crate) fn read_torch_save(path: &Path) -> Result<Vec<(String, Tensor)>> {
             source,
         })?;
     if torch_legacy::is_zip(&head) {
-        read_torch_zip(path)
+        torch_zip::read_torch_zip(path)
     } else {
         torch_legacy::read_torch_legacy(path)
     }
-}
-
-/// Every tensor of a zip-format `torch.save`d state dict, on the CPU.
-pub(crate) fn read_torch_zip(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    if !path.is_file() {
-        return Err(Error::Read {
-            path: path.to_path_buf(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        });
-    }
-    Tensor::loadz_multi(path).map_err(|e| {
-        // libtorch appends a C++ backtrace; its first line is the message
-        let message = e.to_string();
-        let first_line = message.lines().next().unwrap_or_default();
-        Error::Convert {
-            path: path.to_path_buf(),
-            reason: format!(
-                "not a zip-format torch.save state dict (files from PyTorch before 1.6 must be \
-                 re-saved with a current torch.save first): {first_line}"
-            ),
-        }
-    })
 }

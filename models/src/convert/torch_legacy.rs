@@ -1,4 +1,5 @@
-//! Reader for the legacy (non-zip) `torch.save` format, in pure Rust.
+//! Reader for the legacy (non-zip) `torch.save` format, in pure Rust, and the unpickler and
+//! tensor rebuilding it shares with the zip-format reader, [`super::torch_zip`].
 //!
 //! PyTorch before 1.6 (and `torch.save(obj, f, _use_new_zipfile_serialization=False)` since)
 //! writes, back to back:
@@ -29,11 +30,15 @@
 //! `MAX_DEPTH` deep and cannot be modified once placed inside another, so no input can build
 //! a cycle or a structure too deep to drop.
 //!
+//! The saved object is a state dict (a dict or `OrderedDict` of name to tensor) or a training
+//! checkpoint, a dict that keeps one under its `state_dict` or `model` entry next to other
+//! things (epoch, optimizer state); only the state dict's storages become tensors.
+//!
 //! Floating-point storages (f16, bf16, f32, f64) become f32 tensors, integer and bool storages
 //! keep their type. Tensors are strided views into their storage, as `torch.load` returns them.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -69,7 +74,7 @@ pub fn parse_torch_legacy(bytes: &[u8], path: &Path) -> Result<Vec<(String, Tens
     })
 }
 
-type Fallible<T> = std::result::Result<T, String>;
+pub(super) type Fallible<T> = std::result::Result<T, String>;
 
 fn parse(bytes: &[u8]) -> Fallible<Vec<(String, Tensor)>> {
     if is_zip(bytes) {
@@ -100,10 +105,12 @@ fn parse_after_magic(input: &mut Input) -> Fallible<Vec<(String, Tensor)>> {
     if !matches!(Unpickler::new(input).load()?, Value::Dict(_)) {
         return Err("the system information is not a dict".to_string());
     }
-    let mut unpickler = Unpickler::new(input);
-    let object = unpickler.load()?;
-    let storage_kinds = std::mem::take(&mut unpickler.storage_kinds);
-    let entries = state_dict_entries(&object)?;
+    let state_dict = PickledStateDict::load(input)?;
+    let used: HashSet<String> = state_dict
+        .used_storages()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
 
     let keys = match Unpickler::new(input).load()? {
         Value::List(list) => list.borrow().items.clone(),
@@ -112,9 +119,10 @@ fn parse_after_magic(input: &mut Input) -> Fallible<Vec<(String, Tensor)>> {
     let mut storages = HashMap::new();
     for key in &keys {
         let key = storage_key(key).ok_or("a storage key is not a string")?;
-        let kind = *storage_kinds
-            .get(&key)
-            .ok_or_else(|| format!("storage `{key}` has data but no tensor declares it"))?;
+        let kind = state_dict
+            .declared(&key)
+            .ok_or_else(|| format!("storage `{key}` has data but no tensor declares it"))?
+            .kind;
         let header = input.pos;
         let numel = input.u64(&format!("the size of storage `{key}`"))?;
         let n_bytes = numel
@@ -122,46 +130,136 @@ fn parse_after_magic(input: &mut Input) -> Fallible<Vec<(String, Tensor)>> {
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| format!("storage `{key}` at byte {header} has an impossible size"))?;
         let data = input.take(n_bytes, &format!("the data of storage `{key}`"))?;
-        storages.insert(key, storage_tensor(data, numel, kind)?);
-    }
-
-    let mut tensors: Vec<(String, Tensor)> = Vec::new();
-    let mut positions = HashMap::new();
-    for (name, tensor) in entries {
-        let storage = storages
-            .get(&tensor.storage.key)
-            .ok_or_else(|| format!("`{name}`: storage `{}` has no data", tensor.storage.key))?;
-        let tensor = materialize(&name, &tensor, storage)?;
-        // a repeated key replaces the earlier value, as in a Python dict
-        match positions.get(&name) {
-            Some(&i) => tensors[i] = (name, tensor),
-            None => {
-                positions.insert(name.clone(), tensors.len());
-                tensors.push((name, tensor));
-            }
+        // storages of what the state dict leaves out (a checkpoint's optimizer) need no tensor
+        if used.contains(&key) {
+            storages.insert(key, storage_tensor(data, numel, kind)?);
         }
     }
-    Ok(tensors)
+    state_dict.into_tensors(&storages)
 }
 
-/// The (name, tensor) entries of the top-level dict.
+/// Entries under which training checkpoints keep their state dict, next to others such as the
+/// epoch or the optimizer's state; the first present wins.
+const CHECKPOINT_ENTRIES: [&str; 2] = ["state_dict", "model"];
+
+/// A state dict as an object pickle describes it, before any storage data is read.
+pub(super) struct PickledStateDict {
+    entries: Vec<(String, Rc<TensorRef>)>,
+    /// Every storage a persistent id anywhere in the pickle declared, by key.
+    declared: HashMap<String, StorageDecl>,
+}
+
+impl PickledStateDict {
+    /// Unpickles the object pickle at `input` and finds the state dict in it.
+    fn load(input: &mut Input) -> Fallible<Self> {
+        let mut unpickler = Unpickler::new(input);
+        let object = unpickler.load()?;
+        let declared = std::mem::take(&mut unpickler.storages);
+        let entries = state_dict_entries(&object)?;
+        Ok(Self { entries, declared })
+    }
+
+    /// The state dict in `bytes`, a whole object pickle (a zip archive's `data.pkl`).
+    pub(super) fn from_pickle(bytes: &[u8]) -> Fallible<Self> {
+        Self::load(&mut Input { bytes, pos: 0 })
+    }
+
+    fn declared(&self, key: &str) -> Option<StorageDecl> {
+        self.declared.get(key).copied()
+    }
+
+    /// The storages the state dict's tensors use, each once, in order of first use.
+    pub(super) fn used_storages(&self) -> Vec<(String, StorageDecl)> {
+        let mut seen = HashSet::new();
+        self.entries
+            .iter()
+            .map(|(_, tensor)| &tensor.storage.key)
+            .filter(|key| seen.insert(key.as_str()))
+            .filter_map(|key| Some((key.clone(), self.declared(key)?)))
+            .collect()
+    }
+
+    /// The tensors, as views into `storages` (each storage's elements as a 1-D tensor, by key).
+    pub(super) fn into_tensors(
+        self,
+        storages: &HashMap<String, Tensor>,
+    ) -> Fallible<Vec<(String, Tensor)>> {
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        let mut positions = HashMap::new();
+        for (name, tensor) in self.entries {
+            let storage = storages
+                .get(&tensor.storage.key)
+                .ok_or_else(|| format!("`{name}`: storage `{}` has no data", tensor.storage.key))?;
+            let tensor = materialize(&name, &tensor, storage)?;
+            // a repeated key replaces the earlier value, as in a Python dict
+            match positions.get(&name) {
+                Some(&i) => tensors[i] = (name, tensor),
+                None => {
+                    positions.insert(name.clone(), tensors.len());
+                    tensors.push((name, tensor));
+                }
+            }
+        }
+        Ok(tensors)
+    }
+}
+
+/// The (name, tensor) entries of the saved state dict: the saved object itself or, for a
+/// checkpoint that also holds other things, its `state_dict` or `model` entry.
 fn state_dict_entries(object: &Value) -> Fallible<Vec<(String, Rc<TensorRef>)>> {
+    let top_level = "the saved object";
     let Value::Dict(dict) = object else {
+        return tensor_entries(object, top_level);
+    };
+    let all_tensors = dict
+        .borrow()
+        .entries
+        .iter()
+        .all(|(_, value)| matches!(value, Value::Tensor(_)));
+    if all_tensors {
+        return tensor_entries(object, top_level);
+    }
+    for wrapper in CHECKPOINT_ENTRIES {
+        let dict = dict.borrow();
+        // the last of repeated keys counts, as in a Python dict
+        let inner = dict
+            .entries
+            .iter()
+            .rev()
+            .find(|(key, _)| matches!(key, Value::Str(name) if &**name == wrapper));
+        if let Some((_, inner)) = inner {
+            return tensor_entries(inner, &format!("the checkpoint's `{wrapper}` entry"));
+        }
+    }
+    tensor_entries(object, top_level).map_err(|e| {
+        format!(
+            "{e} (a checkpoint's tensors are read from its `state_dict` or `model` entry; it has \
+             neither)"
+        )
+    })
+}
+
+/// The entries of `dict`, which must map names to tensors; `what` names it in errors.
+fn tensor_entries(dict: &Value, what: &str) -> Fallible<Vec<(String, Rc<TensorRef>)>> {
+    let Value::Dict(dict) = dict else {
         return Err(format!(
-            "the saved object is a {}, not a state dict",
-            object.type_name()
+            "{what} is {}, not a state dict",
+            dict.type_name_with_article()
         ));
     };
     let dict = dict.borrow();
     let mut entries = Vec::new();
     for (key, value) in &dict.entries {
         let Value::Str(name) = key else {
-            return Err(format!("a state dict key is a {}", key.type_name()));
+            return Err(format!(
+                "{what} has a key that is {}",
+                key.type_name_with_article()
+            ));
         };
         let Value::Tensor(tensor) = value else {
             return Err(format!(
-                "state dict entry `{name}` is a {}, not a tensor",
-                value.type_name()
+                "entry `{name}` of {what} is {}, not a tensor",
+                value.type_name_with_article()
             ));
         };
         entries.push((name.to_string(), Rc::clone(tensor)));
@@ -178,7 +276,7 @@ fn storage_key(value: &Value) -> Option<String> {
 }
 
 /// A storage's elements as a 1-D tensor, f32 for every floating-point type.
-fn storage_tensor(data: &[u8], numel: u64, kind: StorageKind) -> Fallible<Tensor> {
+pub(super) fn storage_tensor(data: &[u8], numel: u64, kind: StorageKind) -> Fallible<Tensor> {
     let numel = i64::try_from(numel).map_err(|_| "a storage is too large".to_string())?;
     let tensor = Tensor::f_from_data_size(data, &[numel], kind.kind())
         .map_err(|e| format!("cannot build a {} storage: {e}", kind.name()))?;
@@ -229,7 +327,7 @@ fn materialize(name: &str, tensor: &TensorRef, storage: &Tensor) -> Fallible<Ten
 
 /// The storage types torch writes, by their class name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StorageKind {
+pub(super) enum StorageKind {
     Float,
     Double,
     Half,
@@ -277,7 +375,7 @@ impl StorageKind {
         }
     }
 
-    fn name(self) -> String {
+    pub(super) fn name(self) -> String {
         format!("{self:?}Storage")
     }
 
@@ -288,7 +386,7 @@ impl StorageKind {
         )
     }
 
-    fn element_size(self) -> usize {
+    pub(super) fn element_size(self) -> usize {
         match self {
             Self::Double | Self::Long => 8,
             Self::Float | Self::Int => 4,
@@ -296,6 +394,15 @@ impl StorageKind {
             Self::Char | Self::Byte | Self::Bool => 1,
         }
     }
+}
+
+/// What the persistent ids naming a storage key declare about it (the first one, where they
+/// differ in size, as `torch.load` does).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StorageDecl {
+    pub(super) kind: StorageKind,
+    /// Element count of the whole storage.
+    pub(super) numel: u64,
 }
 
 /// A storage as a persistent id names it: the root storage and, for a view, its element range.
@@ -355,6 +462,15 @@ struct Dict {
 }
 
 impl Value {
+    /// The type's name with an article, for messages: "an int", "a tensor", "None".
+    fn type_name_with_article(&self) -> String {
+        match self {
+            Value::None => "None".to_string(),
+            Value::Int(_) | Value::BigInt(_) => "an int".to_string(),
+            other => format!("a {}", other.type_name()),
+        }
+    }
+
     fn type_name(&self) -> &'static str {
         match self {
             Value::None => "None",
@@ -523,8 +639,8 @@ struct Unpickler<'i, 'a> {
     /// Stack lengths at each MARK.
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
-    /// The type of every storage key a persistent id declared.
-    storage_kinds: HashMap<String, StorageKind>,
+    /// Every storage key a persistent id declared.
+    storages: HashMap<String, StorageDecl>,
 }
 
 impl<'i, 'a> Unpickler<'i, 'a> {
@@ -534,7 +650,7 @@ impl<'i, 'a> Unpickler<'i, 'a> {
             stack: Vec::new(),
             marks: Vec::new(),
             memo: HashMap::new(),
-            storage_kinds: HashMap::new(),
+            storages: HashMap::new(),
         }
     }
 
@@ -827,17 +943,22 @@ impl<'i, 'a> Unpickler<'i, 'a> {
         let kind = StorageKind::from_global(module, name)
             .ok_or_else(|| format!("unsupported storage type `{module}.{name}`"))?;
         let key = storage_key(&fields[2]).ok_or("a storage key is not a string")?;
-        fields[4].int("a storage size")?;
-        if let Some(&known) = self.storage_kinds.get(&key) {
-            if known != kind {
+        let numel = u64::try_from(fields[4].int("a storage size")?)
+            .map_err(|_| "a storage has a negative size".to_string())?;
+        match self.storages.get(&key) {
+            Some(known) if known.kind != kind => {
                 return Err(format!(
                     "storage `{key}` is declared as both {} and {}",
-                    known.name(),
+                    known.kind.name(),
                     kind.name()
                 ));
             }
+            Some(_) => {}
+            None => {
+                self.storages
+                    .insert(key.clone(), StorageDecl { kind, numel });
+            }
         }
-        self.storage_kinds.insert(key.clone(), kind);
         let view = match fields.get(5) {
             None | Some(Value::None) => None,
             Some(view) => {
