@@ -372,7 +372,93 @@ def write_report(results, info, load_before, load_after, elapsed, path_md, path_
                 s = r["engines"][engine]
                 add(f"| {label} | {1 / median(s):.1f} | {s['peak_rss_mib']:.0f} | {r['options']['runs']} |")
         add("")
+    add(targets_section(groups, f32_ort))
+    add(STATIC_SECTIONS)
     path_md.write_text("\n".join(lines) + "\n")
+
+
+def targets_section(groups, f32_ort):
+    """The issue's targets, checked against this run's numbers."""
+    out = ["## Targets (from this run)\n", "| target | measured | holds |", "|---|---|---|"]
+
+    def row(what, measured, ok):
+        out.append(f"| {what} | {measured} | {'yes' if ok else '**no**'} |")
+
+    for r in groups.get("infer", []):
+        o, e = r["options"], r["engines"]
+        if o["size"] not in ("512x512", "1024x1024"):
+            continue
+        ours, t = median(e["ours"]), median(e["torch"])
+        ort = f32_ort.get((r["net"], o["size"]))
+        if o["precision"] == "f32" and ort:
+            row(f"{r['net']} {o['size']} f32: at most 1.0x ONNX Runtime's time", f"{ours / ort:.2f}x", ours <= ort)
+            row(f"{r['net']} {o['size']} f32: at least 1.5x faster than eager PyTorch", f"{t / ours:.2f}x", t / ours >= 1.5)
+        elif ort:
+            error = e["ours"].get("error_vs_f32")
+            row(f"{r['net']} {o['size']} bf16: at most 0.6x ONNX Runtime's f32 time", f"{ours / ort:.2f}x", ours <= 0.6 * ort)
+            if error is not None:
+                row(f"{r['net']} bf16: relative L2 error below 1e-2 against f32", f"{error:.1e}", error < 1e-2)
+    for r in groups.get("train", []):
+        o, e = r["options"], r["engines"]
+        ours, t = median(e["ours"]), median(e["torch"])
+        row(f"{r['net']} training {o['image_size']}² batch 4 {o['loss_net']}: at least 1.3x faster than PyTorch",
+            f"{t / ours:.2f}x", t / ours >= 1.3)
+    for r in groups.get("video", []):
+        s = r["engines"]["ours"]
+        share = statistics.median(x["video_fps"] / x["network_fps"] for x in s["extra"])
+        row(f"{r['net']} video: at least 90% of the bare network's frames/s", f"{share:.0%}", share >= 0.9)
+    return "\n".join(out) + "\n"
+
+
+STATIC_SECTIONS = """## GPU
+
+No GPU was available to this run. `bench/gpu.sh` runs the GPU benchmark (Atelier and eager PyTorch,
+1024x1024 inference in f32/TF32, bf16 and f16, NCHW and channels-last, batch 1 and 8, cuDNN benchmark
+mode; training steps at 256x256 batch 4 with VGG-16 and VGG-19) on a machine with an NVIDIA GPU and
+python3 with torch 2.11, no Rust and no network needed: `bench/pack-gpu.sh` packs the release binary
+and the few files it needs (about 4 MiB), and on the GPU machine `tar xzf atelier-gpu-bench.tar.gz &&
+atelier-gpu-bench/bench/gpu.sh` points `LD_LIBRARY_PATH` at that machine's `torch/lib` and writes
+`BENCHMARKS-gpu.md` and `results-gpu.json`. Targets there: 1024x1024 bf16 inference at least 470
+megapixels/s on an H200, training at most 10 ms per step at 256x256 batch 4.
+
+## How to rerun
+
+```
+make bench                         # about 20 minutes on 2 cores: this file and bench/results.json
+make bench BENCH_ARGS=--quick      # a smoke test of every kind of row
+make bench BENCH_ARGS=--full       # every size for every row, three timed runs each
+.venv/bin/python bench/run.py --only infer,train --out-dir /tmp/b   # a part, elsewhere
+target/release/atelier bench infer --net johnson --size 1024x1024 --runs 5   # one program alone
+```
+
+The programs: `atelier bench` (src/cmd/bench.rs) times Atelier's own code paths in-process (the
+`Stylizer` the `stylize` command uses, `infer::pipeline` file reading and writing, `infer::video`,
+the `Trainer`, the `PhotoStream`); `bench/peers.py` does the same work with eager PyTorch (the
+pytorch/examples network of tests/reference/reference.py, `torch.no_grad()`, NCHW; the training
+loop of tests/reference/train_reference.py; a `DataLoader` with PIL) and with ONNX Runtime (CPU
+provider, all graph optimisations, the johnson network exported by `torch.onnx.export` with dynamic
+height and width; the 26-style network from tests/fixtures/multistyle26.onnx). The johnson weights
+are PyTorch's default initialisation with seed 0, the same file for all three; the 26-style
+network is the built-in model. Training uses random loss-network weights (the speed does not
+depend on them).
+
+## What was optimised, and why it is exact
+
+- Instance norm runs as `group_norm` with one group per channel: one fused kernel instead of
+  `instance_norm`'s reshape-and-copy into a batch norm.
+- CPU inference runs channels-last (NHWC), which oneDNN's convolutions prefer, without autograd
+  (`no_grad`), with ReLU and the residual additions done in place.
+- Nearest-neighbour upsampling followed by a 3x3 convolution (deconv1, deconv2) runs at inference
+  as an exact sub-pixel convolution: the 3x3 kernel folds into four 2x2 kernels, one per output
+  phase, applied to the small tensor (replicate padding by one pixel equals reflection padding of
+  the upsampled tensor). 16 instead of 36 multiply-adds per input pixel and channel pair (13% of
+  the johnson network's FLOPs saved) and no 4x upsampled tensor. Tested against the training
+  graph in `models::transformer::tests` (relative error below 1e-5, both paddings, both layouts,
+  odd sizes, conditional norm); the PyTorch parity tests still pass.
+- Large tensors are taken from the heap instead of fresh zeroed mmaps (`infer::tune_allocator`).
+- Training: the content VGG pass stops at the deepest content tap, and the style Gram targets are
+  computed once.
+"""
 
 
 def loadavg():

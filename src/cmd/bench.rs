@@ -99,6 +99,10 @@ struct RunResult {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if matches!(args.task, Task::Infer | Task::File | Task::Video) {
+        // As `atelier stylize` and `atelier video` do.
+        infer::tune_allocator();
+    }
     anyhow::ensure!(args.threads >= 1, "--threads must be at least 1");
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     anyhow::ensure!(args.batch >= 1, "--batch must be at least 1");
