@@ -64,6 +64,14 @@ pub fn plan(inputs: &[PathBuf], naming: &Naming) -> Result<Vec<Job>> {
         return Err(Error::Invalid("no input given".into()));
     }
     let output = naming.output.as_deref();
+    if inputs
+        .iter()
+        .filter(|p| p.as_path() == Path::new("-"))
+        .count()
+        > 1
+    {
+        return Err(Error::Invalid("`-` (stdin) can be given only once".into()));
+    }
     let to_stdout = output == Some(Path::new("-"));
     let single_file = inputs.len() == 1 && !inputs[0].is_dir();
     if to_stdout && !single_file {
