@@ -99,8 +99,8 @@ struct RunResult {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if matches!(args.task, Task::Infer | Task::File | Task::Video) {
-        // As `atelier stylize` and `atelier video` do.
+    if args.task != Task::Data {
+        // As `atelier stylize`, `video` and `train` do.
         infer::tune_allocator();
     }
     anyhow::ensure!(args.threads >= 1, "--threads must be at least 1");
