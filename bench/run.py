@@ -155,14 +155,14 @@ SIZES = [(256, 256), (512, 512), (1024, 1024), (1920, 1080)]
 
 def plan(inputs, quick, full, only):
     """The rows, cheapest coverage first. Default (about 20 minutes here): every size in f32,
-    bf16 and whole files at the sizes the targets name, three timed runs (two for the slow
+    bf16 and whole files at the sizes the targets name, five timed runs (two for the slow
     rows). --full: every size for every kind of row, three timed runs. --quick: smoke test."""
     if quick:
         reps = lambda slow: dict(warmup=1, runs=1)  # noqa: E731
     elif full:
         reps = lambda slow: dict(warmup=1, runs=3)  # noqa: E731
     else:
-        reps = lambda slow: dict(warmup=1, runs=2 if slow else 3)  # noqa: E731
+        reps = lambda slow: dict(warmup=1, runs=2 if slow else 5)  # noqa: E731
     sizes = SIZES[:2] if quick else SIZES
     low_sizes = sizes if full or quick else [(512, 512), (1024, 1024)]
     file_sizes = sizes if full or quick else [(512, 512), (1920, 1080)]
