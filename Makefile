@@ -40,11 +40,11 @@ vgg: setup
 
 lint: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 test: setup-test lint vgg
 	$(CARGO) build --release
-	$(CARGO) test --release --all-targets
+	$(CARGO) test --release --workspace --all-targets
 
 # Side-by-side timings, written to BENCHMARKS.md and bench/results.json (about 20 minutes on 2
 # cores; BENCH_ARGS=--quick for a smoke test, --full for every row).

@@ -298,7 +298,7 @@ mod tests {
         assert_eq!(jobs[0].target, Target::File(photos.join("a_mosaic.png")));
 
         let out = dir.path().join("out");
-        let jobs = plan(&[photos.clone()], &naming(Some(&out))).unwrap();
+        let jobs = plan(std::slice::from_ref(&photos), &naming(Some(&out))).unwrap();
         let targets: Vec<_> = jobs.iter().map(|j| j.target.clone()).collect();
         assert_eq!(
             targets,
@@ -309,7 +309,7 @@ mod tests {
         );
         assert_eq!(jobs[1].format, OutputFormat::Jpeg);
 
-        assert!(plan(&[photos.clone()], &naming(Some(&photos))).is_err());
+        assert!(plan(std::slice::from_ref(&photos), &naming(Some(&photos))).is_err());
         let jobs = plan(&[photos.join("a.png")], &naming(Some(&out.join("x.webp")))).unwrap();
         assert_eq!(jobs[0].format, OutputFormat::Webp);
         assert!(plan(&[photos.join("a.png")], &naming(Some(&out.join("x.gif")))).is_err());
