@@ -1,5 +1,5 @@
 //! `atelier`: the one command-line program. Thin on purpose: parse arguments, run the chosen
-//! subcommand, print errors as one line and map them to exit codes (see `cmd::Exit`).
+//! subcommand, print errors as one line and map them to exit codes (see `cmd::exit`).
 
 mod cmd;
 
@@ -11,8 +11,26 @@ fn main() -> ExitCode {
     match cmd::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("atelier: error: {err:#}");
+            eprintln!("atelier: error: {}", one_line(&err));
             ExitCode::from(cmd::exit::USAGE)
         }
     }
+}
+
+/// The error and its causes on one line. Library errors often name their cause in their own
+/// message already (`cannot read x: no such file`), so a cause the line already ends with is
+/// not repeated.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }

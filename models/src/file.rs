@@ -173,8 +173,8 @@ pub fn read_meta(path: &Path) -> Result<ModelMeta> {
 }
 
 fn parse_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
-    let (_, metadata) =
-        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| not_a_model(path, e))?;
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| not_a_model(path, format!("not a safetensors file ({e})")))?;
     let header = metadata
         .metadata()
         .as_ref()

@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 #[derive(clap::Args)]
 pub struct Args {
     /// The model file (.safetensors written by atelier train or atelier convert)
@@ -15,8 +13,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let meta = models::file::read_meta(&args.model)
-        .with_context(|| format!("reading {}", args.model.display()))?;
+    let meta = models::file::read_meta(&args.model)?;
     if args.json {
         let json = serde_json::json!({
             "format": models::file::FORMAT_NAME,

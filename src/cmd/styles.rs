@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 #[derive(clap::Args)]
 pub struct Args {
     /// The model (default: the built-in 26-style network)
@@ -18,7 +16,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (meta, name, default_style) = match &args.model {
         Some(path) => (
-            models::file::read_meta(path).with_context(|| format!("reading {}", path.display()))?,
+            models::file::read_meta(path)?,
             path.display().to_string(),
             0,
         ),
