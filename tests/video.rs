@@ -231,3 +231,77 @@ fn a_missing_ffmpeg_says_how_to_install_it() {
         stderr(&output)
     );
 }
+
+#[test]
+fn smoothing_a_folder_of_frames_blends_each_with_the_previous_output_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10:duration=0.3",
+        frames.join("frame_%04d.png").to_str().unwrap(),
+    ]);
+    let plain = dir.path().join("plain");
+    let smooth = dir.path().join("smooth");
+    for (out, extra) in [(&plain, None), (&smooth, Some("1"))] {
+        let mut args = vec![
+            "video",
+            frames.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        if let Some(weight) = extra {
+            args.extend(["--smooth", weight]);
+        }
+        assert_ok(&run(&args));
+    }
+    let read = |folder: &Path, name: &str| image::open(folder.join(name)).unwrap().to_rgb8();
+    // The first frame has nothing before it (batched and single runs may round differently).
+    let first = (
+        read(&plain, "frame_0001.png"),
+        read(&smooth, "frame_0001.png"),
+    );
+    let first_difference = first
+        .0
+        .as_raw()
+        .iter()
+        .zip(first.1.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max();
+    assert!(
+        first_difference <= Some(2),
+        "first frame differs by {first_difference:?}"
+    );
+    // Each later one is half its own stylized frame, half the previous smoothed output.
+    for (previous, current) in [
+        ("frame_0001.png", "frame_0002.png"),
+        ("frame_0002.png", "frame_0003.png"),
+    ] {
+        let (own, before, smoothed) = (
+            read(&plain, current),
+            read(&smooth, previous),
+            read(&smooth, current),
+        );
+        let mut changed = 0;
+        for ((o, b), s) in own
+            .as_raw()
+            .iter()
+            .zip(before.as_raw())
+            .zip(smoothed.as_raw())
+        {
+            let expected = (*o as f64 + *b as f64) / 2.0;
+            assert!(
+                (*s as f64 - expected).abs() <= 2.5,
+                "{current}: {s} vs {expected}"
+            );
+            changed += usize::from(o.abs_diff(*s) > 2);
+        }
+        assert!(
+            changed > 100,
+            "{current}: smoothing changed only {changed} values"
+        );
+    }
+}

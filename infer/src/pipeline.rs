@@ -29,6 +29,9 @@ pub struct PipelineOptions {
     pub threads: usize,
     /// Bytes a forward pass may use; `None` asks the system (see `tiling::memory_budget`).
     pub memory_budget: Option<u64>,
+    /// Frames in a folder: blend each output with the previous one (see `video::Smoother`).
+    /// Above 0 the inputs run one at a time, in order.
+    pub smooth: f64,
 }
 
 impl Default for PipelineOptions {
@@ -42,6 +45,7 @@ impl Default for PipelineOptions {
                 .map(|n| n.get())
                 .unwrap_or(2),
             memory_budget: None,
+            smooth: 0.0,
         }
     }
 }
@@ -103,6 +107,9 @@ pub fn run(
     options: &PipelineOptions,
     on_done: &(dyn Fn(Outcome) + Sync),
 ) -> Result<Summary> {
+    if options.smooth > 0.0 {
+        return Ok(run_in_order(stylizer, jobs, options, on_done));
+    }
     let threads = options.threads.max(1);
     let pool = |name: &'static str| {
         rayon::ThreadPoolBuilder::new()
@@ -179,6 +186,48 @@ pub fn run(
         written: written.into_inner(),
         failed: failed.into_inner(),
     })
+}
+
+/// One input at a time, in order, each output smoothed with the previous one: what `--smooth`
+/// on a folder of frames needs (the pipeline above finishes images in any order).
+fn run_in_order(
+    stylizer: &Stylizer,
+    jobs: &[Job],
+    options: &PipelineOptions,
+    on_done: &(dyn Fn(Outcome) + Sync),
+) -> Summary {
+    let mut smoother = crate::video::Smoother::new(options.smooth);
+    let mut summary = Summary::default();
+    for job in jobs {
+        let start = Instant::now();
+        let result = read_image(&job.source, &options.resize)
+            .and_then(|image| stylizer.stylize(&image.unsqueeze(0)))
+            .and_then(|styled| {
+                let frame = smoother.apply(styled.squeeze_dim(0).to_device(Device::Cpu));
+                write_image(&frame, job, options.quality)
+            });
+        match result {
+            Ok((width, height)) => {
+                summary.written += 1;
+                on_done(Ok(Record {
+                    input: job.source.display(),
+                    output: job.target.display(),
+                    size: [width, height],
+                    seconds: start.elapsed().as_secs_f64(),
+                    device: device_name(stylizer.device()),
+                    precision: stylizer.precision().to_string(),
+                }));
+            }
+            Err(error) => {
+                summary.failed += 1;
+                on_done(Err(Failure {
+                    input: job.source.display(),
+                    error,
+                }));
+            }
+        }
+    }
+    summary
 }
 
 /// Takes what the decoders have ready (waiting only for the first), groups it by size, and runs

@@ -506,6 +506,39 @@ fn read_frame(pipe: &mut impl Read, frame: &mut [u8]) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// `--smooth`: blends each stylized frame with the previous output frame, against flicker.
+/// At `smooth` = 1 half of each frame is the previous one.
+pub struct Smoother {
+    previous_weight: f64,
+    previous: Option<Tensor>,
+}
+
+impl Smoother {
+    pub fn new(smooth: f64) -> Self {
+        Self {
+            previous_weight: smooth / 2.0,
+            previous: None,
+        }
+    }
+
+    /// Takes the next stylized frame `[3, H, W]` in order and returns it smoothed. A frame of
+    /// another size than the previous one starts afresh.
+    pub fn apply(&mut self, frame: Tensor) -> Tensor {
+        let weight = self.previous_weight;
+        if weight <= 0.0 {
+            return frame;
+        }
+        let smoothed = match &self.previous {
+            Some(previous) if previous.size() == frame.size() => {
+                &frame * (1.0 - weight) + previous * weight
+            }
+            _ => frame,
+        };
+        self.previous = Some(smoothed.shallow_clone());
+        smoothed
+    }
+}
+
 /// Batches whatever frames are ready, stylizes them, and smooths each with the previous
 /// output frame, in order.
 fn network_stage(
@@ -514,8 +547,7 @@ fn network_stage(
     frames: std::sync::mpsc::Receiver<Tensor>,
     styled: std::sync::mpsc::SyncSender<Tensor>,
 ) -> Result<()> {
-    let previous_weight = options.smooth / 2.0;
-    let mut previous: Option<Tensor> = None;
+    let mut smoother = Smoother::new(options.smooth);
     while let Ok(first) = frames.recv() {
         let mut batch = vec![first];
         while batch.len() < options.max_batch.max(1) {
@@ -526,13 +558,7 @@ fn network_stage(
         }
         let out = stylizer.stylize(&Tensor::stack(&batch, 0))?;
         for i in 0..batch.len() as i64 {
-            let mut frame = out.get(i);
-            if let (Some(prev), true) = (&previous, previous_weight > 0.0) {
-                frame = &frame * (1.0 - previous_weight) + prev * previous_weight;
-            }
-            if previous_weight > 0.0 {
-                previous = Some(frame.shallow_clone());
-            }
+            let frame = smoother.apply(out.get(i));
             if styled.send(frame.to_device(Device::Cpu)).is_err() {
                 return Ok(()); // the encoder stopped; its error is reported
             }

@@ -159,6 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_batch: args.net.batch,
         threads: args.net.threads(),
         memory_budget: None,
+        smooth: 0.0,
     };
     let summary = run_jobs(&stylizer, &jobs, &options, args.json, args.quiet)?;
     Ok(finish(summary, jobs.len()))

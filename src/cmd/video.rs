@@ -126,6 +126,7 @@ fn frames_folder(args: &Args, resize: infer::Resize) -> anyhow::Result<ExitCode>
         max_batch: args.net.batch,
         threads: args.net.threads(),
         memory_budget: None,
+        smooth: args.smooth,
     };
     let summary = run_jobs(&stylizer, &jobs, &options, args.json, args.quiet)?;
     Ok(finish(summary, jobs.len()))
