@@ -2,17 +2,17 @@
 //! file exactly, and Atelier's forward pass agrees with ONNX Runtime on real photos, for single
 //! styles and a style mix, at two photo sizes.
 
+mod support;
+
+use support::*;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use models::convert::onnx::import_magenta_onnx;
 use models::file::{read_safetensors, save_safetensors};
 use models::{pixels, Model};
 use tch::{Device, Kind, Tensor};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn onnx_file() -> PathBuf {
     workspace().join("tests/fixtures/multistyle26.onnx")
@@ -99,20 +99,10 @@ fn forward_matches_onnx_runtime_on_real_photos() {
     let inputs_file = dir.path().join("inputs.safetensors");
     let outputs_file = dir.path().join("outputs.safetensors");
     save_safetensors(&inputs_file, &inputs, &HashMap::new()).unwrap();
-    let python = workspace().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `make setup-test`",
-        python.display()
+    run_reference(
+        "onnx_reference.py",
+        &[onnx_file(), inputs_file.clone(), outputs_file.clone()],
     );
-    let status = std::process::Command::new(&python)
-        .arg(workspace().join("tests/reference/onnx_reference.py"))
-        .arg(onnx_file())
-        .arg(&inputs_file)
-        .arg(&outputs_file)
-        .status()
-        .unwrap();
-    assert!(status.success(), "onnx_reference.py failed: {status}");
 
     let reference: HashMap<String, Tensor> = read_safetensors(&outputs_file)
         .unwrap()

