@@ -180,11 +180,9 @@ fn odd_sizes_are_padded_to_even_for_the_encoder() {
     assert!(stream(&after, "audio").is_some());
 }
 
-#[test]
-fn a_folder_of_frames_gives_a_folder_of_stylized_frames() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = random_johnson(dir.path());
-    let frames = dir.path().join("frames");
+/// Three 64x48 frames of ffmpeg's moving test pattern, `frames/frame_000N.png`.
+fn make_frames(dir: &Path) -> std::path::PathBuf {
+    let frames = dir.join("frames");
     std::fs::create_dir(&frames).unwrap();
     ffmpeg(&[
         "-f",
@@ -193,6 +191,14 @@ fn a_folder_of_frames_gives_a_folder_of_stylized_frames() {
         "testsrc2=size=64x48:rate=10:duration=0.3",
         frames.join("frame_%04d.png").to_str().unwrap(),
     ]);
+    frames
+}
+
+#[test]
+fn a_folder_of_frames_gives_a_folder_of_stylized_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let frames = make_frames(dir.path());
     let out = dir.path().join("styled");
     assert_ok(&run(&[
         "video",
@@ -235,15 +241,7 @@ fn a_missing_ffmpeg_says_how_to_install_it() {
 #[test]
 fn smoothing_a_folder_of_frames_blends_each_with_the_previous_output_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let frames = dir.path().join("frames");
-    std::fs::create_dir(&frames).unwrap();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=10:duration=0.3",
-        frames.join("frame_%04d.png").to_str().unwrap(),
-    ]);
+    let frames = make_frames(dir.path());
     let plain = dir.path().join("plain");
     let smooth = dir.path().join("smooth");
     for (out, extra) in [(&plain, None), (&smooth, Some("1"))] {
