@@ -1,10 +1,11 @@
 //! Contact sheets: every style of a model on one photo, in a labelled grid.
 
 use image::{imageops, DynamicImage, Rgb, RgbImage};
-use models::{pixels, Model, Precision};
-use tch::{Device, Kind, Tensor};
+use models::pixels;
+use tch::Tensor;
 
 use crate::error::Result;
+use crate::stylizer::{StyleMix, Stylizer};
 
 const BACKGROUND: Rgb<u8> = Rgb([24, 24, 28]);
 const INK: Rgb<u8> = Rgb([235, 235, 235]);
@@ -12,28 +13,18 @@ const MARGIN: u32 = 8;
 /// Label glyphs are 5x7 pixels drawn at this scale.
 const GLYPH_SCALE: u32 = 2;
 
-/// Runs `photo` (`[3, H, W]`, RGB in [0, 255]) through each style of `model` in turn.
-pub fn stylize_every_style(
-    model: &Model,
-    photo: &Tensor,
-    device: Device,
-    precision: Precision,
-) -> Result<Vec<RgbImage>> {
-    let _guard = tch::no_grad_guard();
-    let input = photo
-        .unsqueeze(0)
-        .to_device(device)
-        .to_kind(precision.kind());
-    let n_styles = model.meta.spec.n_styles;
-    let mut cells = Vec::with_capacity(n_styles);
-    for style in 0..n_styles {
-        let mut weights = vec![0.0; n_styles];
-        weights[style] = 1.0;
-        let params = model.net.style_params(&weights)?;
-        let stylized = model.net.forward(&input, &params)?.to_kind(Kind::Float);
-        cells.push(pixels::tensor_to_image(&stylized.squeeze_dim(0))?);
-    }
-    Ok(cells)
+/// Runs `photo` (`[3, H, W]`, RGB in [0, 255]) through each style of the stylizer's model in
+/// turn; the stylizer is left on the last style.
+pub fn stylize_every_style(stylizer: &mut Stylizer, photo: &Tensor) -> Result<Vec<RgbImage>> {
+    let styles = stylizer.model().meta.styles.clone();
+    let batch = photo.unsqueeze(0);
+    (0..styles.len())
+        .map(|index| {
+            stylizer.set_mix(StyleMix::single(index, &styles))?;
+            let stylized = stylizer.stylize(&batch)?;
+            Ok(pixels::tensor_to_image(&stylized.squeeze_dim(0))?)
+        })
+        .collect()
 }
 
 /// Lays out `(label, picture)` cells, all of one size, in a grid with `columns` columns (square

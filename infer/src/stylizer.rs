@@ -67,7 +67,8 @@ impl StyleMix {
         })
     }
 
-    fn single(index: usize, styles: &[String]) -> Self {
+    /// Style `index` alone.
+    pub fn single(index: usize, styles: &[String]) -> Self {
         let mut weights = vec![0.0; styles.len()];
         if let Some(w) = weights.get_mut(index) {
             *w = 1.0;
@@ -189,6 +190,13 @@ impl Stylizer {
 
     pub fn mix(&self) -> &StyleMix {
         &self.mix
+    }
+
+    /// Switches to another style mix of the same model (contact sheets run every style).
+    pub fn set_mix(&mut self, mix: StyleMix) -> Result<()> {
+        self.params = tch::no_grad(|| self.model.net.style_params(&mix.weights))?;
+        self.mix = mix;
+        Ok(())
     }
 
     /// Stylizes `[B, 3, H, W]` RGB in [0, 255] (any device); returns f32 on the device.

@@ -47,10 +47,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .check_device(device)
         .map_err(anyhow::Error::msg)?;
     let loaded = infer::load_model(args.model.as_deref(), device)?;
-    let mut model = loaded.model;
-    if args.precision != Precision::F32 {
-        model.vars.set_kind(args.precision.kind());
-    }
+    let first_style = infer::StyleMix::single(0, &loaded.model.meta.styles);
+    let mut stylizer = infer::Stylizer::new(
+        loaded.model,
+        device,
+        args.precision,
+        first_style,
+        infer::Finish::default(),
+    )?;
 
     let bytes = std::fs::read(&args.photo)
         .with_context(|| format!("cannot read {}", args.photo.display()))?;
@@ -62,21 +66,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let photo = resize.apply(photo);
     let started = Instant::now();
-    let stylized = infer::sheet::stylize_every_style(
-        &model,
-        &models::pixels::image_to_tensor(&photo),
-        device,
-        args.precision,
-    )?;
+    let stylized =
+        infer::sheet::stylize_every_style(&mut stylizer, &models::pixels::image_to_tensor(&photo))?;
+    let styles = &stylizer.model().meta.styles;
     let mut cells = vec![("original".to_string(), infer::sheet::original_cell(&photo))];
-    cells.extend(model.meta.styles.iter().cloned().zip(stylized));
+    cells.extend(styles.iter().cloned().zip(stylized));
     let sheet = infer::sheet::layout(&cells, args.columns);
     let encoded = infer::image_io::encode(&sheet, format, 92).map_err(anyhow::Error::msg)?;
     models::file::write_atomically(&args.output, &encoded)?;
     eprintln!(
         "wrote {} ({} styles of {} in {:.1} s)",
         args.output.display(),
-        model.meta.styles.len(),
+        styles.len(),
         loaded.name,
         started.elapsed().as_secs_f64()
     );
