@@ -17,8 +17,16 @@ pub fn gram(features: &Tensor) -> Tensor {
             features.size()
         )
     });
+    let scale = (channels * height * width) as f64;
+    if features.stride()[1] == 1 && channels > 1 {
+        // Channels-last: the [B, H·W, C] view needs no copy, and Fᵀ·F is the same Gram.
+        let flat = features
+            .permute([0, 2, 3, 1])
+            .reshape([batch, height * width, channels]);
+        return flat.transpose(1, 2).bmm(&flat) / scale;
+    }
     let flat = features.view([batch, channels, height * width]);
-    flat.bmm(&flat.transpose(1, 2)) / (channels * height * width) as f64
+    flat.bmm(&flat.transpose(1, 2)) / scale
 }
 
 /// Sum over content taps of the mean squared error between features and their targets (same

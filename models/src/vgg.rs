@@ -15,6 +15,7 @@ use std::str::FromStr;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
+use crate::precision::to_channels_last;
 
 /// Which VGG, and with it which preprocessing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -224,7 +225,8 @@ struct Conv {
     bias: Tensor,
 }
 
-/// A frozen VGG feature extractor.
+/// A frozen VGG feature extractor. Its conv weights are kept channels-last, so that convolutions
+/// of channels-last inputs (the trainer's) need no per-call copy of them.
 #[derive(Debug)]
 pub struct Vgg {
     kind: VggKind,
@@ -268,7 +270,11 @@ impl Vgg {
                 vec![out_channels, in_channels, 3, 3],
             )?;
             let bias = take(format!("features.{index}.bias"), vec![out_channels])?;
-            convs.push(Conv { tap, weight, bias });
+            convs.push(Conv {
+                tap,
+                weight: to_channels_last(&weight),
+                bias,
+            });
         }
         Ok(Self { kind, convs })
     }
@@ -283,7 +289,9 @@ impl Vgg {
                 let options = (Kind::Float, device);
                 Conv {
                     tap,
-                    weight: Tensor::randn([out_channels, in_channels, 3, 3], options) * std,
+                    weight: to_channels_last(
+                        &(Tensor::randn([out_channels, in_channels, 3, 3], options) * std),
+                    ),
                     bias: Tensor::zeros([out_channels], options),
                 }
             })
@@ -299,10 +307,7 @@ impl Vgg {
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
         let mut named = Vec::new();
         for (conv, (_, index, ..)) in self.convs.iter().zip(self.kind.convs()) {
-            named.push((
-                format!("features.{index}.weight"),
-                conv.weight.shallow_clone(),
-            ));
+            named.push((format!("features.{index}.weight"), conv.weight.contiguous()));
             named.push((format!("features.{index}.bias"), conv.bias.shallow_clone()));
         }
         named

@@ -10,6 +10,7 @@ Usage:
       `fast_neural_style` training loop with Atelier's conventions and writes to OUT the loss
       terms (`loss.content`, `loss.style.<tap>`, `loss.tv`, `loss.total`), the gradients
       (`grad.<name>`) and the parameters after one `torch.optim.Adam` step (`param.<name>`).
+      With --float64 the same step in float64, to measure both float32 results against.
   .venv/bin/python tests/reference/train_reference.py bench --device cuda --steps 50 ...
       Times the same loop (VGG-16 taps, batch of random images, pytorch/examples settings) and
       prints seconds per step.
@@ -56,10 +57,12 @@ def losses(net, vgg, kind, batch, style_grams, cfg):
     return content, style, tv_term, total
 
 
-def main_step(fixture, out):
+def main_step(fixture, out, float64=False):
+    dtype = torch.float64 if float64 else torch.float32
+    torch.set_default_dtype(dtype)
     with safe_open(fixture, "pt") as f:
         cfg = json.loads(f.metadata()["config"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k).to(dtype) for k in f.keys()}
     kind = cfg["loss_net"]
     vgg = vgg_features(kind)
     vgg.load_state_dict({k[len("vgg.features."):]: v for k, v in tensors.items() if k.startswith("vgg.")})
@@ -138,6 +141,8 @@ def main():
     step = sub.add_parser("step")
     step.add_argument("fixture")
     step.add_argument("out")
+    step.add_argument("--float64", action="store_true",
+                      help="compute in float64: the ground truth both float32 results are measured against")
     bench = sub.add_parser("bench")
     bench.add_argument("--device", default="cuda")
     bench.add_argument("--loss-net", default="vgg16")
@@ -151,7 +156,7 @@ def main():
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
     if args.command == "step":
-        main_step(args.fixture, args.out)
+        main_step(args.fixture, args.out, args.float64)
     else:
         main_bench(args)
 

@@ -1,6 +1,7 @@
 //! One training step against the PyTorch reference (`tests/reference/train_reference.py`): the
-//! same weights, batch of real photos and style image give the same loss terms, gradients and
-//! parameters after one Adam step, within 1e-4 relative.
+//! same weights, batch of real photos and style image give the same loss terms and parameters
+//! after one Adam step, within 1e-4 relative, and gradients as close to the float64 truth as
+//! PyTorch's float32 ones.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -101,17 +102,24 @@ fn one_step_matches_pytorch() {
     let losses = losses.read().unwrap();
     trainer.step(&batch).unwrap();
 
-    let out = dir.path().join("reference.safetensors");
-    let status = Command::new(repo().join(".venv/bin/python"))
-        .arg(repo().join("tests/reference/train_reference.py"))
-        .args(["step".as_ref(), fixture_path.as_os_str(), out.as_os_str()])
-        .status()
-        .expect("run the PyTorch reference");
-    assert!(status.success());
-    let reference: HashMap<String, Tensor> = models::file::read_safetensors(&out)
-        .unwrap()
-        .into_iter()
-        .collect();
+    let run_reference = |float64: bool| -> HashMap<String, Tensor> {
+        let out = dir.path().join(format!("reference-{float64}.safetensors"));
+        let mut command = Command::new(repo().join(".venv/bin/python"));
+        command
+            .arg(repo().join("tests/reference/train_reference.py"))
+            .args(["step".as_ref(), fixture_path.as_os_str(), out.as_os_str()]);
+        if float64 {
+            command.arg("--float64");
+        }
+        let status = command.status().expect("run the PyTorch reference");
+        assert!(status.success());
+        models::file::read_safetensors(&out)
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    let reference = run_reference(false);
+    let truth = run_reference(true);
     let scalar = |name: &str| reference[name].double_value(&[0]);
 
     let mut terms = vec![
@@ -153,6 +161,11 @@ fn one_step_matches_pytorch() {
             continue;
         }
         let grad_error = relative_error(grad, their_grad);
+        let truth_grad = &truth[&format!("grad.{name}")];
+        let (our_grad_error, their_grad_error) = (
+            relative_error(grad, truth_grad),
+            relative_error(their_grad, truth_grad),
+        );
         // Adam's first step moves every weight by about lr·sign(gradient): where the gradient
         // is within float32 noise of zero (relative to the tensor's largest), the sign is noise
         // in both frameworks. Compare where it is determined; bound the rest by the step size.
@@ -179,11 +192,13 @@ fn one_step_matches_pytorch() {
             diff.max().double_value(&[]) <= 2.0 * config.lr + 1e-6,
             "{name}"
         );
-        // Gradients differ by summation order (float32, a 20-layer network under a 20-layer
-        // loss network): a looser bound; the parameters after the step are the requirement.
+        // Float32 gradients through a 20-layer network under a 20-layer loss network differ
+        // from the float64 truth by up to ~3e-3 in PyTorch itself, depending on summation
+        // order (memory layout, kernels): ours must be about as close to the truth as PyTorch.
         assert!(
-            grad_error <= 1e-3,
-            "gradient of {name}: relative error {grad_error:.2e}"
+            our_grad_error <= 3.0 * their_grad_error + 1e-5,
+            "gradient of {name}: relative error to float64 {our_grad_error:.2e}, \
+             PyTorch float32's {their_grad_error:.2e}"
         );
         assert!(
             param_error <= 1e-4,
