@@ -294,16 +294,15 @@ fn run_batch(
 ) {
     let start = Instant::now();
     let images: Vec<&Tensor> = batch.iter().map(|d| &d.image).collect();
-    let result = stylizer
-        .stylize(&Tensor::stack(&images, 0))
-        .map(|out| out.to_device(Device::Cpu));
+    let result = stylizer.stylize(&Tensor::stack(&images, 0));
     let share = start.elapsed().as_secs_f64() / batch.len() as f64;
     match result {
         Ok(out) => {
             for (i, item) in batch.iter().enumerate() {
                 let _ = styled.send(Styled {
                     index: item.index,
-                    image: out.get(i as i64),
+                    // Contiguous host f32 here, so the encoding thread needs no ATen op.
+                    image: models::pixels::host_image(&out.get(i as i64)),
                     seconds: item.seconds + share,
                 });
             }

@@ -10,7 +10,7 @@ use std::sync::mpsc::{sync_channel, TryRecvError};
 use std::thread::JoinHandle;
 
 use image::{DynamicImage, RgbImage};
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 use crate::error::{Error, Result};
 use crate::image_io::Resize;
@@ -57,6 +57,8 @@ pub struct VideoOptions {
     pub smooth: f64,
     /// Most frames run through the network at once.
     pub max_batch: usize,
+    /// Encoder preset (`-preset`); `None`: `veryfast` for x264/x265, else the encoder's own.
+    pub preset: Option<String>,
 }
 
 impl Default for VideoOptions {
@@ -67,6 +69,7 @@ impl Default for VideoOptions {
             crf: 18,
             smooth: 0.0,
             max_batch: 4,
+            preset: None,
         }
     }
 }
@@ -374,6 +377,14 @@ fn run_stages(
             encode_args.extend(["-b:v".into(), "0".into()]);
         }
     }
+    // x264/x265 default to `medium`, which costs about twice `veryfast`'s CPU per frame (720p:
+    // 29 against 14 ms) for a slightly smaller file at the same CRF; it runs beside the network.
+    let preset = options.preset.clone().or_else(|| {
+        matches!(options.codec.as_str(), "libx264" | "libx265").then(|| "veryfast".to_string())
+    });
+    if let Some(preset) = preset {
+        encode_args.extend(["-preset".into(), preset]);
+    }
     if even {
         encode_args.extend(["-pix_fmt".into(), "yuv420p".into()]);
         if width % 2 == 1 || height % 2 == 1 {
@@ -558,8 +569,9 @@ fn network_stage(
         }
         let out = stylizer.stylize(&Tensor::stack(&batch, 0))?;
         for i in 0..batch.len() as i64 {
-            let frame = smoother.apply(out.get(i));
-            if styled.send(frame.to_device(Device::Cpu)).is_err() {
+            // Contiguous host f32 here, so the encoding thread needs no ATen op.
+            let frame = models::pixels::host_image(&smoother.apply(out.get(i)));
+            if styled.send(frame).is_err() {
                 return Ok(()); // the encoder stopped; its error is reported
             }
         }

@@ -25,27 +25,70 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
     Ok(image)
 }
 
-/// `[3, H, W]` f32 RGB in [0, 255].
+/// `[3, H, W]` f32 RGB in [0, 255], contiguous.
+///
+/// The conversion is plain Rust, as is `tensor_to_image`'s for a host tensor: decoding and
+/// encoding run on worker threads, and an ATen op there would start an OpenMP team of its own
+/// beside the network's, oversubscribing the cores (this halved video throughput on 2 cores).
 pub fn image_to_tensor(image: &DynamicImage) -> Tensor {
     let (width, height) = (image.width() as i64, image.height() as i64);
-    let hwc = match image {
+    let planes = match image {
         DynamicImage::ImageLuma8(_)
         | DynamicImage::ImageLumaA8(_)
         | DynamicImage::ImageRgb8(_)
-        | DynamicImage::ImageRgba8(_) => {
-            let rgb = image.to_rgb8();
-            Tensor::from_slice(rgb.as_raw()).to_kind(Kind::Float)
-        }
+        | DynamicImage::ImageRgba8(_) => match image.as_rgb8() {
+            Some(rgb) => to_planes(rgb.as_raw(), f32::from),
+            None => to_planes(image.to_rgb8().as_raw(), f32::from),
+        },
         // 16-bit and float images: keep their precision on the 0-255 scale.
-        _ => {
-            let rgb = image.to_rgb32f();
-            Tensor::from_slice(rgb.as_raw()) * 255.0
-        }
+        _ => to_planes(image.to_rgb32f().as_raw(), |v| v * 255.0),
     };
-    hwc.view([height, width, 3]).permute([2, 0, 1]).contiguous()
+    host_tensor(&planes, &[3, height, width])
 }
 
-/// Rounds and clamps `[3, H, W]` (any device or kind) to an 8-bit RGB image.
+/// A contiguous CPU f32 tensor holding `values`. Not `Tensor::from_slice`: it zero-fills first,
+/// a parallel ATen op, which on a worker thread starts an OpenMP team of its own.
+fn host_tensor(values: &[f32], shape: &[i64]) -> Tensor {
+    let tensor = Tensor::empty(shape, (Kind::Float, Device::Cpu));
+    assert_eq!(
+        tensor.numel(),
+        values.len(),
+        "shape {shape:?} for {} values",
+        values.len()
+    );
+    // SAFETY: `tensor` is a fresh, contiguous f32 CPU tensor of exactly `values.len()` elements,
+    // not shared with anything yet.
+    unsafe {
+        std::ptr::copy_nonoverlapping(values.as_ptr(), tensor.data_ptr() as *mut f32, values.len());
+    }
+    tensor
+}
+
+/// Interleaved RGB samples to three f32 planes.
+fn to_planes<T: Copy>(interleaved: &[T], value: impl Fn(T) -> f32) -> Vec<f32> {
+    let n_pixels = interleaved.len() / 3;
+    let mut planes = vec![0f32; 3 * n_pixels];
+    let (red, rest) = planes.split_at_mut(n_pixels);
+    let (green, blue) = rest.split_at_mut(n_pixels);
+    for (i, pixel) in interleaved.chunks_exact(3).enumerate() {
+        red[i] = value(pixel[0]);
+        green[i] = value(pixel[1]);
+        blue[i] = value(pixel[2]);
+    }
+    planes
+}
+
+/// The form `tensor_to_image` converts without ATen: `[3, H, W]` f32, contiguous, on the CPU.
+/// Call it on the thread that ran the network before handing images to encoding threads.
+pub fn host_image(tensor: &Tensor) -> Tensor {
+    tensor
+        .detach()
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous()
+}
+
+/// Rounds (half to even) and clamps `[3, H, W]` (any device or kind) to an 8-bit RGB image.
 pub fn tensor_to_image(tensor: &Tensor) -> Result<RgbImage> {
     let size = tensor.size();
     let (height, width) = match size.as_slice() {
@@ -56,17 +99,82 @@ pub fn tensor_to_image(tensor: &Tensor) -> Result<RgbImage> {
             )))
         }
     };
-    let hwc = tensor
-        .detach()
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .round()
-        .clamp(0.0, 255.0)
-        .to_kind(Kind::Uint8)
-        .permute([1, 2, 0])
-        .contiguous()
-        .view([-1]);
-    let data = Vec::<u8>::try_from(&hwc)?;
+    let is_host = tensor.device() == Device::Cpu
+        && tensor.kind() == Kind::Float
+        && tensor.is_contiguous()
+        && !tensor.requires_grad();
+    let host = if is_host {
+        tensor.shallow_clone()
+    } else {
+        host_image(tensor)
+    };
+    let planes = Vec::<f32>::try_from(&host.view([-1]))?;
+    let n_pixels = (height * width) as usize;
+    let (red, rest) = planes.split_at(n_pixels);
+    let (green, blue) = rest.split_at(n_pixels);
+    // `as u8` saturates (and maps NaN to 0), so clamping is the cast's.
+    let byte = |v: f32| v.round_ties_even() as u8;
+    let mut data = Vec::with_capacity(3 * n_pixels);
+    for ((&r, &g), &b) in red.iter().zip(green).zip(blue) {
+        data.extend_from_slice(&[byte(r), byte(g), byte(b)]);
+    }
     RgbImage::from_raw(width as u32, height as u32, data)
         .ok_or_else(|| Error::Decode("tensor size does not match its data".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ATen formulation the plain-Rust conversions replace.
+    fn aten_image_to_tensor(rgb: &RgbImage) -> Tensor {
+        let (width, height) = (rgb.width() as i64, rgb.height() as i64);
+        Tensor::from_slice(rgb.as_raw())
+            .to_kind(Kind::Float)
+            .view([height, width, 3])
+            .permute([2, 0, 1])
+            .contiguous()
+    }
+
+    fn photo() -> DynamicImage {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/photos/chelsea.png");
+        decode(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_decoded_photo_round_trips_and_matches_aten() {
+        let image = photo();
+        let tensor = image_to_tensor(&image);
+        assert_eq!(
+            tensor.size(),
+            [3, image.height() as i64, image.width() as i64]
+        );
+        assert!(tensor.is_contiguous());
+        let expected = aten_image_to_tensor(&image.to_rgb8());
+        assert!(tensor.equal(&expected));
+        assert_eq!(tensor_to_image(&tensor).unwrap(), image.to_rgb8());
+        // A channels-last view of the same values converts to the same image.
+        let channels_last = crate::precision::to_channels_last(&tensor.unsqueeze(0)).squeeze_dim(0);
+        assert!(!channels_last.is_contiguous());
+        assert_eq!(tensor_to_image(&channels_last).unwrap(), image.to_rgb8());
+    }
+
+    #[test]
+    fn values_round_half_to_even_and_clamp() {
+        let values = [-3.0f32, 0.5, 1.5, 2.49, 254.5, 255.7, 1e9, f32::NAN];
+        let tensor = Tensor::from_slice(&values)
+            .view([1, 1, 8])
+            .repeat([3, 1, 1]);
+        let image = tensor_to_image(&tensor).unwrap();
+        let reds: Vec<u8> = image.pixels().map(|p| p[0]).collect();
+        assert_eq!(reds, [0, 0, 2, 2, 254, 255, 255, 0]);
+        // As torch.round and clamp do, NaN aside.
+        let aten = tensor
+            .narrow(2, 0, 7)
+            .round()
+            .clamp(0.0, 255.0)
+            .to_kind(Kind::Uint8);
+        let aten = Vec::<u8>::try_from(&aten.get(0).view([-1])).unwrap();
+        assert_eq!(aten, reds[..7]);
+    }
 }
