@@ -194,7 +194,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let input = args.input.clone().context("video needs --input CLIP")?;
             let info = infer::video::probe(&input)?;
             let output = out_dir.join(format!("bench-{}.mp4", std::process::id()));
-            let options = infer::VideoOptions::default();
+            // As `atelier video` runs by default.
+            let options = infer::VideoOptions {
+                max_batch: if device.is_cuda() { 4 } else { 1 },
+                ..Default::default()
+            };
             let frame = Tensor::rand(
                 [1, 3, info.height as i64, info.width as i64],
                 (Kind::Float, Device::Cpu),

@@ -45,10 +45,14 @@ pub struct NetArgs {
     /// Threads for the network and for each of the decode and encode pools (default: all cores)
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Most images (or frames) of the same size run through the network at once
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub batch: usize,
+    /// Most images (or frames) of the same size run through the network at once [default: 4;
+    /// video on the CPU: 1, where large batches only add memory traffic]
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
 }
+
+/// Images of one size per network call when `--batch` is not given.
+pub const DEFAULT_BATCH: usize = 4;
 
 impl NetArgs {
     pub fn resize(&self) -> anyhow::Result<Resize> {
@@ -77,7 +81,7 @@ impl NetArgs {
             (0.0..=1.0).contains(&self.strength),
             "--strength must be between 0 and 1"
         );
-        anyhow::ensure!(self.batch >= 1, "--batch must be at least 1");
+        anyhow::ensure!(self.batch != Some(0), "--batch must be at least 1");
         let loaded =
             infer::load_model(self.model.as_deref(), device).context("cannot load the model")?;
         let mix = StyleMix::parse(
@@ -156,7 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         resize,
         tile: args.tile,
         quality: args.quality,
-        max_batch: args.net.batch,
+        max_batch: args.net.batch.unwrap_or(DEFAULT_BATCH),
         threads: args.net.threads(),
         memory_budget: None,
         smooth: 0.0,

@@ -9,7 +9,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use infer::{Naming, PipelineOptions, TileMode, VideoOptions};
 
-use super::stylize::{finish, run_jobs, NetArgs};
+use super::stylize::{finish, run_jobs, NetArgs, DEFAULT_BATCH};
 
 /// Stylize a video (frames, rate, size, rotation and audio kept) or a folder of frames
 #[derive(clap::Args, Debug)]
@@ -28,6 +28,12 @@ pub struct Args {
     /// Video encoder, as ffmpeg names it (libx264, libx265, libvpx-vp9, ffv1, ...)
     #[arg(long, default_value = "libx264")]
     codec: String,
+    /// Encoder speed preset (`ffmpeg -preset`): ultrafast ... veryslow for libx264/libx265.
+    /// Slower presets make smaller files at the same --crf; the encoder runs beside the
+    /// network, so on the CPU it slows stylizing down and on a GPU it can be the bottleneck
+    /// [default: veryfast for libx264/libx265, the encoder's own otherwise]
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
     /// Less flicker: blend each stylized frame with the previous output frame (0 = off, at 1
     /// half of each frame is the previous one)
     #[arg(long, default_value_t = 0.0, value_name = "0..1")]
@@ -80,7 +86,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         codec: args.codec.clone(),
         crf: args.crf,
         smooth: args.smooth,
-        max_batch: args.net.batch,
+        max_batch: args.net.batch.unwrap_or(if stylizer.device().is_cuda() {
+            DEFAULT_BATCH
+        } else {
+            1
+        }),
+        preset: args.preset.clone(),
     };
     let on_frame = |n: u64| bar.set_position(n);
     let report =
@@ -123,7 +134,7 @@ fn frames_folder(args: &Args, resize: infer::Resize) -> anyhow::Result<ExitCode>
         resize,
         tile: TileMode::Auto,
         quality: 95,
-        max_batch: args.net.batch,
+        max_batch: args.net.batch.unwrap_or(DEFAULT_BATCH),
         threads: args.net.threads(),
         memory_budget: None,
         smooth: args.smooth,
