@@ -180,6 +180,59 @@ fn odd_sizes_are_padded_to_even_for_the_encoder() {
     assert!(stream(&after, "audio").is_some());
 }
 
+/// The x264 settings string the encoder writes into the stream (`x264 - core ... options: ...`).
+fn x264_options(video: &Path) -> String {
+    let bytes = std::fs::read(video).unwrap();
+    let start = bytes
+        .windows(9)
+        .position(|w| w == b"options: ")
+        .expect("an x264 settings string");
+    let end = bytes[start..].iter().position(|&b| b == 0).unwrap() + start;
+    String::from_utf8_lossy(&bytes[start..end]).into_owned()
+}
+
+#[test]
+fn the_encoder_preset_is_veryfast_unless_chosen_and_a_bad_one_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let clip = make_clip(dir.path());
+    let encode = |name: &str, preset: Option<&str>| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "video",
+            clip.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-m",
+            model.to_str().unwrap(),
+            "--max-size",
+            "48",
+        ];
+        if let Some(preset) = preset {
+            args.extend(["--preset", preset]);
+        }
+        (run(&args), out)
+    };
+    // x264's presets differ in subpixel refinement: veryfast 2, ultrafast 0 (no CABAC either).
+    let (output, default) = encode("default.mp4", None);
+    assert_ok(&output);
+    assert!(x264_options(&default).contains(" subme=2 "));
+    let (output, fastest) = encode("ultrafast.mp4", Some("ultrafast"));
+    assert_ok(&output);
+    let options = x264_options(&fastest);
+    assert!(options.contains(" subme=0 ") && options.contains("cabac=0"));
+
+    let (output, bad) = encode("bad.mp4", Some("warp9"));
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(message.contains("warp9"), "{message}");
+    assert!(!bad.exists());
+    assert!(files_under(dir.path())
+        .iter()
+        .all(|name| !name.starts_with('.')));
+}
+
 /// Three 64x48 frames of ffmpeg's moving test pattern, `frames/frame_000N.png`.
 fn make_frames(dir: &Path) -> std::path::PathBuf {
     let frames = dir.join("frames");
