@@ -11,6 +11,17 @@ use tch::{Kind, Reduction, Tensor};
 
 /// Per-sample Gram matrix of features `[B, C, H, W]`, divided by `C·H·W`: `[B, C, C]`.
 pub fn gram(features: &Tensor) -> Tensor {
+    gram_with(features, false)
+}
+
+/// `gram`, for a loss whose gradient with respect to the Gram matrix is symmetric (a squared
+/// error against a symmetric target): the gradient of `FᵀF` is then `2·F·dG`, so it flows
+/// through one factor only and is doubled, one batched matrix product instead of two.
+fn gram_for_symmetric_loss(features: &Tensor) -> Tensor {
+    gram_with(features, true)
+}
+
+fn gram_with(features: &Tensor, one_sided: bool) -> Tensor {
     let (batch, channels, height, width) = features.size4().unwrap_or_else(|_| {
         panic!(
             "gram needs [batch, channels, height, width] features, got {:?}",
@@ -18,15 +29,22 @@ pub fn gram(features: &Tensor) -> Tensor {
         )
     });
     let scale = (channels * height * width) as f64;
-    if features.stride()[1] == 1 && channels > 1 {
-        // Channels-last: the [B, H·W, C] view needs no copy, and Fᵀ·F is the same Gram.
+    // Channels-last features give the [B, H·W, C] view without a copy; NCHW ones [B, C, H·W].
+    let (left, right) = if features.stride()[1] == 1 && channels > 1 {
         let flat = features
             .permute([0, 2, 3, 1])
             .reshape([batch, height * width, channels]);
-        return flat.transpose(1, 2).bmm(&flat) / scale;
+        (flat.transpose(1, 2), flat)
+    } else {
+        let flat = features.view([batch, channels, height * width]);
+        (flat.shallow_clone(), flat.transpose(1, 2))
+    };
+    if !one_sided {
+        return left.bmm(&right) / scale;
     }
-    let flat = features.view([batch, channels, height * width]);
-    flat.bmm(&flat.transpose(1, 2)) / scale
+    let product = left.detach().bmm(&right);
+    // The value of `product`, twice its gradient.
+    (&product * 2.0 - product.detach()) / scale
 }
 
 /// Sum over content taps of the mean squared error between features and their targets (same
@@ -61,7 +79,7 @@ pub fn style_loss(features: &[Tensor], target_grams: &[Tensor], layer_weights: &
         .zip(target_grams)
         .zip(layer_weights)
         .map(|((feature, target), &weight)| {
-            let gram = gram(feature);
+            let gram = gram_for_symmetric_loss(feature);
             gram.mse_loss(&target.expand_as(&gram), Reduction::Mean) * weight
         }))
 }
