@@ -9,7 +9,6 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc::{sync_channel, TryRecvError};
 use std::thread::JoinHandle;
 
-use image::{DynamicImage, RgbImage};
 use tch::Tensor;
 
 use crate::error::{Error, Result};
@@ -410,8 +409,11 @@ fn run_stages(
     let decode_log = drain(decoder.stderr.take());
     let encode_log = drain(encoder.stderr.take());
     let frame_bytes = width as usize * height as usize * 3;
-    let (frames_tx, frames_rx) = sync_channel::<Tensor>(8);
-    let (styled_tx, styled_rx) = sync_channel::<Tensor>(8);
+    // Raw frames both ways: the pixel conversions run on the network's thread, between network
+    // calls, so the decoding and encoding threads only move bytes and never pre-empt the
+    // network's OpenMP team with work of their own.
+    let (frames_tx, frames_rx) = sync_channel::<Vec<u8>>(8);
+    let (styled_tx, styled_rx) = sync_channel::<Vec<u8>>(8);
     let mut decoder_out = decoder.stdout.take();
     let mut encoder_in = encoder.stdin.take();
 
@@ -427,15 +429,7 @@ fn run_stages(
                     Ok(false) => return Ok(()),
                     Err(e) => return Err(e.to_string()),
                 }
-                let Some(image) = RgbImage::from_raw(width, height, frame) else {
-                    return Err("frame size mismatch".into());
-                };
-                if frames_tx
-                    .send(models::pixels::image_to_tensor(&DynamicImage::ImageRgb8(
-                        image,
-                    )))
-                    .is_err()
-                {
+                if frames_tx.send(frame).is_err() {
                     return Ok(()); // the network stage stopped; its error is reported
                 }
             }
@@ -446,15 +440,15 @@ fn run_stages(
             };
             let mut written = 0u64;
             for frame in styled_rx {
-                let rgb = models::pixels::tensor_to_image(&frame).map_err(|e| e.to_string())?;
-                pipe.write_all(rgb.as_raw()).map_err(|e| e.to_string())?;
+                pipe.write_all(&frame).map_err(|e| e.to_string())?;
                 written += 1;
                 on_frame(written);
             }
             // Dropping stdin (end of scope) tells ffmpeg to finish the file.
             Ok(written)
         });
-        let network = network_stage(stylizer, options, frames_rx, styled_tx);
+        let size = (width as usize, height as usize);
+        let network = network_stage(stylizer, options, size, frames_rx, styled_tx);
         let decoded = decoding.join();
         let written = encoding.join();
         (network, decoded, written)
@@ -555,8 +549,9 @@ impl Smoother {
 fn network_stage(
     stylizer: &Stylizer,
     options: &VideoOptions,
-    frames: std::sync::mpsc::Receiver<Tensor>,
-    styled: std::sync::mpsc::SyncSender<Tensor>,
+    (width, height): (usize, usize),
+    frames: std::sync::mpsc::Receiver<Vec<u8>>,
+    styled: std::sync::mpsc::SyncSender<Vec<u8>>,
 ) -> Result<()> {
     let mut smoother = Smoother::new(options.smooth);
     while let Ok(first) = frames.recv() {
@@ -567,10 +562,13 @@ fn network_stage(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let out = stylizer.stylize(&Tensor::stack(&batch, 0))?;
+        let images = batch
+            .iter()
+            .map(|frame| models::pixels::rgb_frame_to_tensor(frame, width, height))
+            .collect::<models::Result<Vec<Tensor>>>()?;
+        let out = stylizer.stylize(&Tensor::stack(&images, 0))?;
         for i in 0..batch.len() as i64 {
-            // Contiguous host f32 here, so the encoding thread needs no ATen op.
-            let frame = models::pixels::host_image(&smoother.apply(out.get(i)));
+            let frame = models::pixels::tensor_to_rgb_frame(&smoother.apply(out.get(i)))?;
             if styled.send(frame).is_err() {
                 return Ok(()); // the encoder stopped; its error is reported
             }

@@ -88,6 +88,42 @@ pub fn host_image(tensor: &Tensor) -> Tensor {
         .contiguous()
 }
 
+/// A raw video frame (interleaved RGB bytes, `height` rows of `width` pixels) as `[3, H, W]`
+/// f32, channels-last in memory, which is the layout the network runs in on the CPU. ATen work:
+/// call it on the network's thread, where it runs in that thread's OpenMP team.
+pub fn rgb_frame_to_tensor(bytes: &[u8], width: usize, height: usize) -> Result<Tensor> {
+    if bytes.len() != width * height * 3 {
+        return Err(Error::Decode(format!(
+            "a {width}x{height} RGB frame has {} bytes, not {}",
+            width * height * 3,
+            bytes.len()
+        )));
+    }
+    let hwc = Tensor::from_slice(bytes).view([height as i64, width as i64, 3]);
+    Ok(hwc.to_kind(Kind::Float).permute([2, 0, 1]))
+}
+
+/// `[3, H, W]` (any layout, device or kind) to a raw frame of interleaved RGB bytes, rounded
+/// (half to even) and clamped as `tensor_to_image` does. ATen work, for the network's thread.
+pub fn tensor_to_rgb_frame(tensor: &Tensor) -> Result<Vec<u8>> {
+    if !matches!(tensor.size().as_slice(), &[3, _, _]) {
+        return Err(Error::Decode(format!(
+            "expected a [3, H, W] image tensor, got {:?}",
+            tensor.size()
+        )));
+    }
+    let hwc = tensor
+        .detach()
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .round()
+        .clamp(0.0, 255.0)
+        .to_kind(Kind::Uint8)
+        .permute([1, 2, 0])
+        .contiguous();
+    Ok(Vec::<u8>::try_from(&hwc.view([-1]))?)
+}
+
 /// Rounds (half to even) and clamps `[3, H, W]` (any device or kind) to an 8-bit RGB image.
 pub fn tensor_to_image(tensor: &Tensor) -> Result<RgbImage> {
     let size = tensor.size();
@@ -157,6 +193,25 @@ mod tests {
         let channels_last = crate::precision::to_channels_last(&tensor.unsqueeze(0)).squeeze_dim(0);
         assert!(!channels_last.is_contiguous());
         assert_eq!(tensor_to_image(&channels_last).unwrap(), image.to_rgb8());
+    }
+
+    #[test]
+    fn raw_frames_convert_like_images() {
+        let rgb = photo().to_rgb8();
+        let (width, height) = (rgb.width() as usize, rgb.height() as usize);
+        let tensor = rgb_frame_to_tensor(rgb.as_raw(), width, height).unwrap();
+        assert!(tensor.equal(&image_to_tensor(&DynamicImage::ImageRgb8(rgb.clone()))));
+        assert_eq!(tensor.stride()[0], 1, "channels-last in memory");
+        assert_eq!(
+            tensor_to_rgb_frame(&tensor).unwrap(),
+            rgb.as_raw().as_slice()
+        );
+        let shifted = &tensor + 0.5;
+        assert_eq!(
+            tensor_to_rgb_frame(&shifted).unwrap(),
+            tensor_to_image(&shifted).unwrap().as_raw().as_slice()
+        );
+        assert!(rgb_frame_to_tensor(rgb.as_raw(), width + 1, height).is_err());
     }
 
     #[test]
