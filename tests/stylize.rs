@@ -464,3 +464,29 @@ fn a_file_that_is_not_a_model_stops_before_any_work() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn bf16_warns_on_a_cpu_that_would_emulate_it_and_still_stylizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bf16.png");
+    let output = run(&[
+        "stylize",
+        repo_photo("chelsea.png").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--precision",
+        "bf16",
+        "--max-size",
+        "64",
+    ]);
+    assert_ok(&output);
+    assert_eq!(open(&out).width(), 64);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let emulated = cpuinfo.lines().any(|l| l.starts_with("flags"))
+        && !cpuinfo.contains(" avx512_bf16")
+        && !cpuinfo.contains(" amx_bf16");
+    let warned = stderr(&output).contains("no native bf16");
+    assert_eq!(warned, emulated, "{}", stderr(&output));
+}

@@ -54,6 +54,30 @@ impl fmt::Display for Precision {
     }
 }
 
+/// Whether this CPU does bf16 arithmetic natively (x86 AVX512-BF16 or AMX, Arm's BF16), read
+/// from `/proc/cpuinfo`; `None` where that cannot be read. Without it oneDNN emulates bf16
+/// convolutions, several times slower than f32.
+pub fn cpu_has_native_bf16() -> Option<bool> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let flags = info
+        .lines()
+        .find(|line| line.starts_with("flags") || line.starts_with("Features"))?;
+    Some(
+        flags
+            .split_whitespace()
+            .any(|flag| matches!(flag, "avx512_bf16" | "amx_bf16" | "bf16")),
+    )
+}
+
+/// A warning for bf16 on a CPU that would emulate it, else `None`.
+pub fn bf16_speed_warning(precision: Precision, device: Device) -> Option<&'static str> {
+    (precision == Precision::Bf16 && device == Device::Cpu && cpu_has_native_bf16() == Some(false))
+        .then_some(
+            "this cpu has no native bf16 (avx512_bf16, amx or arm bf16): bf16 runs several times \
+             slower than f32 here",
+        )
+}
+
 /// Same values, NHWC strides. tch has no memory-format API, but ATen keeps and honours the
 /// strides that permute-contiguous-permute produces, and picks its channels-last kernels.
 pub fn to_channels_last(x: &Tensor) -> Tensor {

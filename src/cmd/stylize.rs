@@ -77,6 +77,9 @@ impl NetArgs {
         let device = models::precision::parse_device(&self.device).map_err(anyhow::Error::msg)?;
         let precision: Precision = self.precision.parse().map_err(anyhow::Error::msg)?;
         precision.check_device(device).map_err(anyhow::Error::msg)?;
+        if let Some(warning) = models::precision::bf16_speed_warning(precision, device) {
+            eprintln!("atelier: warning: {warning}");
+        }
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.strength),
             "--strength must be between 0 and 1"

@@ -185,6 +185,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.validate()?;
     let precision: Precision = config.precision.parse().map_err(anyhow::Error::msg)?;
     precision.check_device(device).map_err(anyhow::Error::msg)?;
+    if let Some(warning) = models::precision::bf16_speed_warning(precision, device) {
+        eprintln!("atelier: warning: {warning}");
+    }
 
     check_output(&config.output, args.force)?;
     if let Some(dir) = config.checkpoint_path.parent() {
