@@ -289,7 +289,8 @@ def task_video(args, engine):
             stdout=subprocess.PIPE)
         encoder = subprocess.Popen(
             ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-             "-framerate", rate, "-i", "-", "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", str(out)],
+             "-framerate", rate, "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+             str(out)],
             stdin=subprocess.PIPE)
         frames = 0
         while True:
