@@ -447,19 +447,24 @@ depend on them).
 
 - **bf16 on this CPU.** It has no `avx512_bf16` (nor AMX), so oneDNN emulates bf16 convolutions
   and they run 3-4.5x slower than f32: no bf16 speed target can hold here, for any of the three
-  programs. bf16 is a speed option only on CPUs with native bf16 and on GPUs.
+  programs (Atelier now says so in a warning when asked for bf16 on such a CPU). bf16 is a speed
+  option only on CPUs with native bf16 and on GPUs.
 - **bf16 error of the johnson row.** Its weights are PyTorch's random initialisation: the
   output is nearly constant (standard deviation about 0.3 on the 0-255 scale), so the relative
   error is measured against a tiny signal. The trained 26-style network stays below 1e-2.
-- **Training at 128x128.** At 256x256 the steps are 1.35-1.6x faster than PyTorch's loop; at
-  128x128 the tensors are small, per-operation overhead weighs more, and the gains (fused
-  instance norm, a shorter content pass, heap allocations) amount to 1.1-1.26x. With VGG-19 the
-  content tap (relu4_2) is nearly as deep as the deepest style tap (relu5_1), so the shorter
-  content pass saves little.
-- **Video with the 26-style network.** On 2 cores the network alone keeps both busy (about 230 ms
-  a 720p frame), and decoding plus libx264 (preset medium, crf 18) alone cost about 47 ms of CPU a
-  frame on top, which cannot be hidden when no core is idle; the ffmpeg processes also pre-empt
-  the network's two threads. With the slower johnson network the same pipeline reaches over 90%.
+- **Video with the 26-style network.** On 2 cores the network alone keeps both busy (about 235 ms
+  a 720p frame). Decoding and libx264 cost about 19 ms of CPU a frame beside it even at the
+  `veryfast` preset, and each burst of ffmpeg work pre-empts one of the network's two OpenMP
+  threads while the other waits at the next barrier, so the network itself runs about 12% slower
+  (measured: 8.34 s for 32 frames inside the video against 7.45 s alone). Probing, process
+  start-up and the encoder's drain add about 0.35 s a clip. With the slower johnson network the
+  same pipeline reaches over 90%; on a machine with a spare core (or a GPU) the work is hidden.
+
+One target holds by a small margin only: **training steps at 128x128 with VGG-19** (1.31-1.32x in
+this run, 1.28-1.35x over repeated interleaved runs while optimising). Both loops spend most of
+such a step in the loss network's convolutions, which run near this CPU's peak in both (about
+300 GFLOP/s), and with VGG-19 the content tap (relu4_2) is nearly as deep as the deepest style
+tap (relu5_1), so stopping the content pass early saves little.
 
 ## What was optimised, and why it is exact
 
@@ -467,13 +472,17 @@ depend on them).
   `instance_norm`'s reshape-and-copy into a batch norm.
 - CPU inference runs channels-last (NHWC), which oneDNN's convolutions prefer, without autograd
   (`no_grad`), with ReLU and the residual additions done in place.
-- Nearest-neighbour upsampling followed by a 3x3 convolution (deconv1, deconv2) runs at inference
-  as an exact sub-pixel convolution: the 3x3 kernel folds into four 2x2 kernels, one per output
-  phase, applied to the small tensor (replicate padding by one pixel equals reflection padding of
-  the upsampled tensor). 16 instead of 36 multiply-adds per input pixel and channel pair (13% of
-  the johnson network's FLOPs saved) and no 4x upsampled tensor. Tested against the training
-  graph in `models::transformer::tests` (relative error below 1e-5, both paddings, both layouts,
-  odd sizes, conditional norm); the PyTorch parity tests still pass.
+- Nearest-neighbour upsampling followed by a 3x3 convolution (deconv1, deconv2) runs as an exact
+  sub-pixel convolution, at inference and in training: the 3x3 kernel folds into four 2x2
+  kernels, one per output phase, applied to the small tensor (replicate padding by one pixel
+  equals reflection padding of the upsampled tensor). 16 instead of 36 multiply-adds per input
+  pixel and channel pair (13% of the johnson network's FLOPs saved) and no 4x upsampled tensor.
+- Convolutions with fewer than 8 output channels (the 9x9 32->3 output layer) run as one 1x9
+  convolution with 27 outputs, one block per kernel row, plus a sum over a strided view that
+  shifts each block by its row. Same multiply-adds, but oneDNN vectorises over output channels,
+  and the direct form kept 3 of 16 lanes busy: at 128x128 batch 4 the layer went from 16.5 to
+  5.5 ms forward and from 53 to 20 ms forward and backward; johnson inference at 512x512 from
+  0.34 to 0.29 s.
 - Layers with fewer than 8 channels (the 26-style network's last two) are normalised in NCHW:
   ATen's channels-last group norm takes a slow path there (144 ms against 7 ms for a 4-channel
   1024x1024 tensor). The 26-style network at 1024x1024 went from 0.55-0.59 s to 0.28-0.29 s.
@@ -482,11 +491,24 @@ depend on them).
 - Large tensors are taken from the heap instead of fresh zeroed mmaps (`infer::tune_allocator`,
   now also called by `atelier train`): a training step at 256x256 batch 4 with VGG-16 went from
   3.8 s to 3.0 s (system time from 5.6 s to 1.0 s over the run).
-- Training: the content VGG pass stops at the deepest content tap, and the style Gram targets are
-  computed once.
+- Training: the loss network runs channels-last with channels-last weights (ATen's NCHW max-pool
+  is several times slower than its NHWC one, and NHWC inputs with OIHW weights copied the weights
+  on every call); the Gram matrix takes NHWC features without a copy, and its gradient flows
+  through one factor, doubled (exact for a squared error against a symmetric target: one batched
+  product instead of two). At 128x128 batch 4 with VGG-19 a step went from 0.89 to 0.73 s
+  (johnson) and from 0.64 to 0.53 s (26-style). The content VGG pass stops at the deepest content
+  tap, and the style Gram targets are computed once.
+- Video: decoding and encoding threads only move raw bytes; pixel conversions run on the
+  network's thread, so no second OpenMP team competes with the network (an ATen op on a worker
+  thread starts one); x264 runs at `veryfast` (half the CPU of `medium`) and the CPU network takes
+  one frame per call (batches of four 720p frames only added memory traffic: peak memory 3.7 ->
+  1.4 GiB). The 26-style video went from 69% to about 85% of the bare network.
 
-Every inference-only change is exact up to float rounding and is used only when autograd is off
-(the training graph is unchanged); `cargo test --release -p models` checks both paths.
+Every rewrite is exact up to float rounding. `models::transformer::tests` compares the rewritten
+graph with the plain one (outputs and every gradient, both paddings, both layouts, odd sizes,
+conditional norm) and the inference path with both; the PyTorch parity tests still pass, and the
+one-step training test (trainer/tests/reference.rs) holds Atelier's float32 gradients as close
+to a float64 run of the PyTorch reference as PyTorch's own float32 gradients are.
 """
 
 
