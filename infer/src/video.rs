@@ -566,7 +566,12 @@ fn network_stage(
             .iter()
             .map(|frame| models::pixels::rgb_frame_to_tensor(frame, width, height))
             .collect::<models::Result<Vec<Tensor>>>()?;
-        let out = stylizer.stylize(&Tensor::stack(&images, 0))?;
+        // One frame (the CPU default) needs no copy into a batch.
+        let input = match images.as_slice() {
+            [image] => image.unsqueeze(0),
+            _ => Tensor::stack(&images, 0),
+        };
+        let out = stylizer.stylize(&input)?;
         for i in 0..batch.len() as i64 {
             let frame = models::pixels::tensor_to_rgb_frame(&smoother.apply(out.get(i)))?;
             if styled.send(frame).is_err() {

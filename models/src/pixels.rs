@@ -46,20 +46,20 @@ pub fn image_to_tensor(image: &DynamicImage) -> Tensor {
     host_tensor(&planes, &[3, height, width])
 }
 
-/// A contiguous CPU f32 tensor holding `values`. Not `Tensor::from_slice`: it zero-fills first,
-/// a parallel ATen op, which on a worker thread starts an OpenMP team of its own.
-fn host_tensor(values: &[f32], shape: &[i64]) -> Tensor {
-    let tensor = Tensor::empty(shape, (Kind::Float, Device::Cpu));
+/// A contiguous CPU tensor holding `values`. Not `Tensor::from_slice`: it zero-fills first, a
+/// parallel ATen op (on a worker thread it starts an OpenMP team of its own) and a wasted pass.
+fn host_tensor<T: tch::kind::Element>(values: &[T], shape: &[i64]) -> Tensor {
+    let tensor = Tensor::empty(shape, (T::KIND, Device::Cpu));
     assert_eq!(
         tensor.numel(),
         values.len(),
         "shape {shape:?} for {} values",
         values.len()
     );
-    // SAFETY: `tensor` is a fresh, contiguous f32 CPU tensor of exactly `values.len()` elements,
-    // not shared with anything yet.
+    // SAFETY: `tensor` is a fresh, contiguous CPU tensor of `T`'s kind with exactly
+    // `values.len()` elements, not shared with anything yet.
     unsafe {
-        std::ptr::copy_nonoverlapping(values.as_ptr(), tensor.data_ptr() as *mut f32, values.len());
+        std::ptr::copy_nonoverlapping(values.as_ptr(), tensor.data_ptr() as *mut T, values.len());
     }
     tensor
 }
@@ -99,7 +99,7 @@ pub fn rgb_frame_to_tensor(bytes: &[u8], width: usize, height: usize) -> Result<
             bytes.len()
         )));
     }
-    let hwc = Tensor::from_slice(bytes).view([height as i64, width as i64, 3]);
+    let hwc = host_tensor(bytes, &[height as i64, width as i64, 3]);
     Ok(hwc.to_kind(Kind::Float).permute([2, 0, 1]))
 }
 
@@ -117,7 +117,7 @@ pub fn tensor_to_rgb_frame(tensor: &Tensor) -> Result<Vec<u8>> {
         .to_device(Device::Cpu)
         .to_kind(Kind::Float)
         .round()
-        .clamp(0.0, 255.0)
+        .clamp_(0.0, 255.0)
         .to_kind(Kind::Uint8)
         .permute([1, 2, 0])
         .contiguous();
