@@ -452,19 +452,18 @@ depend on them).
 - **bf16 error of the johnson row.** Its weights are PyTorch's random initialisation: the
   output is nearly constant (standard deviation about 0.3 on the 0-255 scale), so the relative
   error is measured against a tiny signal. The trained 26-style network stays below 1e-2.
-- **Video with the 26-style network.** On 2 cores the network alone keeps both busy (about 235 ms
-  a 720p frame). Decoding and libx264 cost about 19 ms of CPU a frame beside it even at the
-  `veryfast` preset, and each burst of ffmpeg work pre-empts one of the network's two OpenMP
-  threads while the other waits at the next barrier, so the network itself runs about 12% slower
-  (measured: 8.34 s for 32 frames inside the video against 7.45 s alone). Probing, process
-  start-up and the encoder's drain add about 0.35 s a clip. With the slower johnson network the
-  same pipeline reaches over 90%; on a machine with a spare core (or a GPU) the work is hidden.
+- **Training steps at 128x128 with VGG-19** sit on the 1.3x line: 1.31x (johnson) and 1.298x
+  (26-style, shown rounded as 1.30x) in this run, 1.28-1.35x over repeated interleaved runs while
+  optimising. Both loops spend most of such a step in the loss network's convolutions, which run
+  near this CPU's peak in both (about 300 GFLOP/s), and with VGG-19 the content tap (relu4_2) is
+  nearly as deep as the deepest style tap (relu5_1), so stopping the content pass early saves
+  little. At 256x256, and with VGG-16, the margins are wide (1.48-1.96x).
 
-One target holds by a small margin only: **training steps at 128x128 with VGG-19** (1.31-1.32x in
-this run, 1.28-1.35x over repeated interleaved runs while optimising). Both loops spend most of
-such a step in the loss network's convolutions, which run near this CPU's peak in both (about
-300 GFLOP/s), and with VGG-19 the content tap (relu4_2) is nearly as deep as the deepest style
-tap (relu5_1), so stopping the content pass early saves little.
+The video targets hold with little margin (91% in this run, 86-92% over repeated runs of the
+26-style row). On 2 cores the network alone keeps both busy (about 240 ms a 720p frame with the
+26-style network); decoding and libx264 at `veryfast` cost about 19 ms of CPU a frame beside it,
+each burst of that work pre-empts one of the network's two OpenMP threads while the other waits
+at a barrier, and probing, process start-up and the encoder's drain add about 0.35 s a clip.
 
 ## What was optimised, and why it is exact
 
@@ -501,8 +500,9 @@ tap (relu5_1), so stopping the content pass early saves little.
 - Video: decoding and encoding threads only move raw bytes; pixel conversions run on the
   network's thread, so no second OpenMP team competes with the network (an ATen op on a worker
   thread starts one); x264 runs at `veryfast` (half the CPU of `medium`) and the CPU network takes
-  one frame per call (batches of four 720p frames only added memory traffic: peak memory 3.7 ->
-  1.4 GiB). The 26-style video went from 69% to about 85% of the bare network.
+  one frame per call, handed over without a stacking copy (batches of four 720p frames only
+  added memory traffic: peak memory 3.7 -> 1.4 GiB). The 26-style video went from 69% to about
+  90% of the bare network.
 
 Every rewrite is exact up to float rounding. `models::transformer::tests` compares the rewritten
 graph with the plain one (outputs and every gradient, both paddings, both layouts, odd sizes,
