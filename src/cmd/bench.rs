@@ -196,7 +196,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let output = out_dir.join(format!("bench-{}.mp4", std::process::id()));
             // As `atelier video` runs by default.
             let options = infer::VideoOptions {
-                max_batch: if device.is_cuda() { 4 } else { 1 },
+                max_batch: super::video::default_batch(device),
                 ..Default::default()
             };
             let frame = Tensor::rand(

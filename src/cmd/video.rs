@@ -46,6 +46,16 @@ pub struct Args {
     quiet: bool,
 }
 
+/// Frames per network call without `--batch`: on the CPU one, as batches of large frames only
+/// add memory traffic there.
+pub fn default_batch(device: tch::Device) -> usize {
+    if device.is_cuda() {
+        DEFAULT_BATCH
+    } else {
+        1
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     infer::tune_allocator();
     anyhow::ensure!(
@@ -86,11 +96,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         codec: args.codec.clone(),
         crf: args.crf,
         smooth: args.smooth,
-        max_batch: args.net.batch.unwrap_or(if stylizer.device().is_cuda() {
-            DEFAULT_BATCH
-        } else {
-            1
-        }),
+        max_batch: args
+            .net
+            .batch
+            .unwrap_or_else(|| default_batch(stylizer.device())),
         preset: args.preset.clone(),
     };
     let on_frame = |n: u64| bar.set_position(n);
