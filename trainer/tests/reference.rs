@@ -167,13 +167,20 @@ fn one_step_matches_pytorch() {
             relative_error(their_grad, truth_grad),
         );
         // Adam's first step moves every weight by about lr·sign(gradient): where the gradient
-        // is within float32 noise of zero (relative to the tensor's largest), the sign is noise
-        // in both frameworks. Compare where it is determined; bound the rest by the step size.
-        let noise_floor = their_grad.abs().max().double_value(&[]) * 1e-3;
-        let determined = their_grad.abs().gt(noise_floor);
+        // is within float32 noise of zero, the sign is noise in both frameworks. A sign is
+        // determined where the float64 truth stands clear of zero, both relative to the
+        // tensor's largest and to PyTorch float32's own error at that weight (which depends on
+        // the CPU's kernels); there ours must have the truth's sign. The rest is bounded by
+        // the step size.
+        let noise_floor = truth_grad.abs().max().double_value(&[]) * 1e-3;
+        let float32_noise = (their_grad - truth_grad).abs() * 8.0;
+        let determined = truth_grad
+            .abs()
+            .gt(noise_floor)
+            .logical_and(&truth_grad.abs().gt_tensor(&float32_noise));
         let flipped = grad
             .sign()
-            .ne_tensor(&their_grad.sign())
+            .ne_tensor(&truth_grad.sign())
             .logical_and(&determined);
         let n_flipped = flipped.sum(Kind::Int64).int64_value(&[]);
         let diff = (param - their_param).abs();
@@ -215,7 +222,7 @@ fn one_step_matches_pytorch() {
         "worst parameter relative error after one step: {:.2e} ({})",
         worst_param.0, worst_param.1
     );
-    eprintln!("weights whose gradient is below 1e-3 of their tensor's largest: {n_noise_signs}");
+    eprintln!("weights whose gradient sign is float32 noise: {n_noise_signs}");
     eprintln!(
         "worst gradient relative error: {:.2e} ({})",
         worst_grad.0, worst_grad.1
