@@ -67,7 +67,9 @@ impl Objects for PlainData {
     type Object = NoObject;
 
     fn find_class(&mut self, module: &str, name: &str) -> Fallible<NoObject> {
-        Err(format!("global `{module}.{name}` where only plain data may be"))
+        Err(format!(
+            "global `{module}.{name}` where only plain data may be"
+        ))
     }
 
     fn call(&mut self, callable: &NoObject, _: &[Value<NoObject>]) -> Fallible<Value<NoObject>> {
@@ -680,7 +682,10 @@ pub(super) mod tests {
     fn longs_decode_as_two_s_complement() {
         assert!(matches!(long::<NoObject>(&[]), Value::Int(0)));
         assert!(matches!(long::<NoObject>(&[0xff]), Value::Int(-1)));
-        assert!(matches!(long::<NoObject>(&[0x00, 0x80]), Value::Int(-32768)));
+        assert!(matches!(
+            long::<NoObject>(&[0x00, 0x80]),
+            Value::Int(-32768)
+        ));
         assert!(matches!(long::<NoObject>(&[0xff, 0x00]), Value::Int(255)));
         let magic = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
         assert!(matches!(long::<NoObject>(&magic), Value::BigInt(_)));
@@ -741,9 +746,6 @@ pub(super) mod tests {
             .iter()
             .map(|(k, v)| (k.int("key").unwrap(), v.str("value").unwrap().to_string()))
             .collect();
-        assert_eq!(
-            entries,
-            [(1, "a".into()), (2, "b".into()), (1, "c".into())]
-        );
+        assert_eq!(entries, [(1, "a".into()), (2, "b".into()), (1, "c".into())]);
     }
 }

@@ -536,7 +536,10 @@ impl Objects for TorchObjects {
 
     /// State for an `OrderedDict` (its `_metadata`) or a tensor is not needed.
     fn build(&mut self, target: &TorchValue, _state: TorchValue) -> Fallible<()> {
-        if !matches!(target, Value::Dict(_) | Value::Object(TorchObject::Tensor(_))) {
+        if !matches!(
+            target,
+            Value::Dict(_) | Value::Object(TorchObject::Tensor(_))
+        ) {
             return Err(format!("cannot set the state of a {}", target.type_name()));
         }
         Ok(())
