@@ -88,7 +88,7 @@ fn start(program: &'static str, args: &[OsString], stdio: [Stdio; 3]) -> Result<
 }
 
 /// Runs `program` to its end with no input, capturing its output.
-fn output(program: &'static str, args: &[OsString]) -> Result<std::process::Output> {
+fn run_to_end(program: &'static str, args: &[OsString]) -> Result<std::process::Output> {
     let child = start(
         program,
         args,
@@ -120,7 +120,7 @@ pub fn probe(path: &Path) -> Result<VideoInfo> {
         path: path.to_path_buf(),
         reason,
     };
-    let output = output("ffprobe", &ffmpeg::probe_args(path))?;
+    let output = run_to_end("ffprobe", &ffmpeg::probe_args(path))?;
     if !output.status.success() {
         return Err(ffprobe_error(
             String::from_utf8_lossy(&output.stderr).trim().to_string(),
@@ -237,7 +237,7 @@ fn finish_output(encoded: &Path, output: &Path, rotation: i64) -> Result<()> {
         return rename(encoded);
     }
     let remuxed = temporary_video(output, "rotate");
-    let result = match self::output("ffmpeg", &ffmpeg::rotate_args(encoded, &remuxed, rotation)) {
+    let result = match run_to_end("ffmpeg", &ffmpeg::rotate_args(encoded, &remuxed, rotation)) {
         Ok(out) if out.status.success() => rename(&remuxed),
         Ok(out) => Err(Error::Ffmpeg {
             program: "ffmpeg",
