@@ -356,3 +356,63 @@ fn smoothing_a_folder_of_frames_blends_each_with_the_previous_output_in_order() 
         );
     }
 }
+
+#[test]
+fn ffprobe_runs_once_per_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let clip = dir.path().join("short.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=32x32:rate=10:duration=0.3",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        clip.to_str().unwrap(),
+    ]);
+    // an `ffprobe` first on PATH that counts its runs, then runs the real one
+    let real = Command::new("sh")
+        .args(["-c", "command -v ffprobe"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let runs = dir.path().join("ffprobe-runs");
+    let counting = bin.join("ffprobe");
+    std::fs::write(
+        &counting,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\nexec '{real}' \"$@\"\n",
+            runs.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&counting, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+
+    let out = dir.path().join("styled.mp4");
+    let output = atelier()
+        .args(["video", clip.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args(["-m", model.to_str().unwrap()])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert_ok(&output);
+    // `-version` (the check that it is installed) and one probe
+    let runs = std::fs::read_to_string(&runs).unwrap();
+    assert_eq!(
+        runs.lines().count(),
+        2,
+        "ffprobe ran {} times",
+        runs.lines().count()
+    );
+    assert_eq!(
+        stream(&probe(&out), "video").unwrap()["nb_read_frames"],
+        "3"
+    );
+}

@@ -7,10 +7,12 @@
 
 pub mod builtin;
 pub mod error;
+pub mod ffmpeg;
 pub mod image_io;
 pub mod jobs;
 pub mod pipeline;
 pub mod sheet;
+pub mod smoother;
 pub mod stylizer;
 pub mod tiling;
 pub mod video;

@@ -29,7 +29,7 @@ pub struct PipelineOptions {
     pub threads: usize,
     /// Bytes a forward pass may use; `None` asks the system (see `tiling::memory_budget`).
     pub memory_budget: Option<u64>,
-    /// Frames in a folder: blend each output with the previous one (see `video::Smoother`).
+    /// Frames in a folder: blend each output with the previous one (see `smoother::Smoother`).
     /// Above 0 the inputs run one at a time, in order.
     pub smooth: f64,
 }
@@ -196,7 +196,7 @@ fn run_in_order(
     options: &PipelineOptions,
     on_done: &(dyn Fn(Outcome) + Sync),
 ) -> Summary {
-    let mut smoother = crate::video::Smoother::new(options.smooth);
+    let mut smoother = crate::smoother::Smoother::new(options.smooth);
     let mut summary = Summary::default();
     for job in jobs {
         let start = Instant::now();

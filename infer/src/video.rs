@@ -2,48 +2,26 @@
 //! the network stylizes, another ffmpeg encodes from a raw RGB pipe and copies the audio from
 //! the input unchanged. Decoding, the network and encoding run as three overlapping stages.
 //! Frame count, frame rate (as the exact rational), size and rotation are kept.
+//!
+//! This module runs the programs: spawning, pipes, the stages' threads and turning failures
+//! into errors. Their command lines and the reading of ffprobe's answer are [`crate::ffmpeg`]'s.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::mpsc::{sync_channel, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
 
 use tch::Tensor;
 
 use crate::error::{Error, Result};
+use crate::ffmpeg::{self, EncoderSettings};
 use crate::image_io::Resize;
 use crate::stylizer::Stylizer;
 
-/// What `ffprobe` says about a video's first video stream.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VideoInfo {
-    /// Stored (coded) size, before rotation.
-    pub width: u32,
-    pub height: u32,
-    /// Exact frame rate as ffprobe's rational, e.g. `30000/1001`.
-    pub frame_rate: String,
-    /// Frame count when the container states it.
-    pub frames: Option<u64>,
-    pub duration: Option<f64>,
-    /// Display rotation in degrees (ffprobe's convention), 0 when none.
-    pub rotation: i64,
-    pub has_audio: bool,
-}
-
-impl VideoInfo {
-    pub fn frame_rate_value(&self) -> Option<f64> {
-        let (num, den) = self.frame_rate.split_once('/')?;
-        let (num, den): (f64, f64) = (num.parse().ok()?, den.parse().ok()?);
-        (den > 0.0 && num > 0.0).then_some(num / den)
-    }
-
-    /// The frame count, stated or estimated from duration and rate (for progress).
-    pub fn estimated_frames(&self) -> Option<u64> {
-        self.frames
-            .or_else(|| Some((self.duration? * self.frame_rate_value()?).round() as u64))
-    }
-}
+pub use crate::ffmpeg::VideoInfo;
+pub use crate::smoother::Smoother;
 
 #[derive(Debug, Clone)]
 pub struct VideoOptions {
@@ -84,117 +62,71 @@ pub struct VideoReport {
     pub seconds: f64,
 }
 
-fn start(mut command: Command, program: &'static str) -> Result<Child> {
-    command.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::FfmpegMissing(program),
-        _ => Error::Invalid(format!("cannot run {program}: {e}")),
-    })
+impl VideoOptions {
+    fn encoder(&self) -> EncoderSettings<'_> {
+        EncoderSettings {
+            codec: &self.codec,
+            crf: self.crf,
+            preset: self.preset.as_deref(),
+        }
+    }
+}
+
+/// Spawns `program` with `args`; a missing program gets install instructions.
+fn start(program: &'static str, args: &[OsString], stdio: [Stdio; 3]) -> Result<Child> {
+    let [stdin, stdout, stderr] = stdio;
+    Command::new(program)
+        .args(args)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::FfmpegMissing(program),
+            _ => Error::Invalid(format!("cannot run {program}: {e}")),
+        })
+}
+
+/// Runs `program` to its end with no input, capturing its output.
+fn run_to_end(program: &'static str, args: &[OsString]) -> Result<std::process::Output> {
+    let child = start(
+        program,
+        args,
+        [Stdio::null(), Stdio::piped(), Stdio::piped()],
+    )?;
+    child
+        .wait_with_output()
+        .map_err(|e| Error::Invalid(format!("cannot run {program}: {e}")))
 }
 
 /// Fails with install instructions when `ffmpeg` or `ffprobe` is missing.
 pub fn check_ffmpeg() -> Result<()> {
     for program in ["ffmpeg", "ffprobe"] {
-        let mut command = Command::new(program);
-        command
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        start(command, program)?
-            .wait()
-            .map_err(|e| Error::Invalid(format!("{program}: {e}")))?;
+        start(
+            program,
+            &ffmpeg::version_args(),
+            [Stdio::null(), Stdio::null(), Stdio::null()],
+        )?
+        .wait()
+        .map_err(|e| Error::Invalid(format!("{program}: {e}")))?;
     }
     Ok(())
 }
 
-/// Asks `ffprobe` about `path`.
+/// Asks `ffprobe` about `path` (one run).
 pub fn probe(path: &Path) -> Result<VideoInfo> {
     let ffprobe_error = |reason: String| Error::Ffmpeg {
         program: "ffprobe",
         path: path.to_path_buf(),
         reason,
     };
-    let mut command = Command::new("ffprobe");
-    command
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_streams",
-            "-show_format",
-        ])
-        .arg(path)
-        .stdin(Stdio::null());
-    let output = match command.output() {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::FfmpegMissing("ffprobe"))
-        }
-        Err(e) => return Err(ffprobe_error(e.to_string())),
-    };
+    let output = run_to_end("ffprobe", &ffmpeg::probe_args(path))?;
     if !output.status.success() {
         return Err(ffprobe_error(
             String::from_utf8_lossy(&output.stderr).trim().to_string(),
         ));
     }
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| ffprobe_error(format!("unreadable output: {e}")))?;
-    parse_probe(&json).map_err(ffprobe_error)
-}
-
-fn parse_probe(json: &serde_json::Value) -> std::result::Result<VideoInfo, String> {
-    let streams = json["streams"].as_array().cloned().unwrap_or_default();
-    let video = streams
-        .iter()
-        .find(|s| s["codec_type"] == "video" && s["disposition"]["attached_pic"] != 1)
-        .ok_or("no video stream")?;
-    let has_audio = streams.iter().any(|s| s["codec_type"] == "audio");
-    let number = |v: &serde_json::Value| {
-        v.as_u64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-    };
-    let float = |v: &serde_json::Value| {
-        v.as_f64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-    };
-    let width = number(&video["width"]).ok_or("the video stream has no width")? as u32;
-    let height = number(&video["height"]).ok_or("the video stream has no height")? as u32;
-    let usable = |rate: &serde_json::Value| {
-        rate.as_str()
-            .filter(|r| r.split_once('/').is_some_and(|(n, d)| n != "0" && d != "0"))
-            .map(str::to_string)
-    };
-    let frame_rate = usable(&video["r_frame_rate"])
-        .or_else(|| usable(&video["avg_frame_rate"]))
-        .ok_or("the video stream states no frame rate")?;
-    let rotation = video["side_data_list"]
-        .as_array()
-        .and_then(|list| list.iter().find_map(|sd| float(&sd["rotation"])))
-        .or_else(|| float(&video["tags"]["rotate"]))
-        .unwrap_or(0.0)
-        .round() as i64;
-    Ok(VideoInfo {
-        width,
-        height,
-        frame_rate,
-        frames: number(&video["nb_frames"]).filter(|&n| n > 0),
-        duration: float(&video["duration"]).or_else(|| float(&json["format"]["duration"])),
-        rotation,
-        has_audio,
-    })
-}
-
-/// Encoders that take `-crf`.
-fn takes_crf(codec: &str) -> bool {
-    matches!(
-        codec,
-        "libx264" | "libx265" | "libvpx-vp9" | "libvpx" | "libaom-av1" | "libsvtav1"
-    )
-}
-
-/// Encoders that get 4:2:0 chroma (for players' sake), which needs an even size.
-fn wants_yuv420(codec: &str) -> bool {
-    takes_crf(codec) || matches!(codec, "mpeg4" | "h264_nvenc" | "hevc_nvenc" | "libopenh264")
+    ffmpeg::parse_probe(&output.stdout).map_err(ffprobe_error)
 }
 
 /// `dir/.stem.tmp-PID-TAG.ext`: hidden, beside the output, keeping the extension ffmpeg picks
@@ -211,6 +143,7 @@ fn temporary_video(output: &Path, tag: &str) -> PathBuf {
     output.with_file_name(format!(".{stem}.tmp-{}-{tag}.{ext}", std::process::id()))
 }
 
+/// Collects a program's stderr on a thread of its own, so a full pipe never stalls it.
 fn drain(stderr: Option<ChildStderr>) -> JoinHandle<String> {
     std::thread::spawn(move || {
         let mut text = String::new();
@@ -221,7 +154,8 @@ fn drain(stderr: Option<ChildStderr>) -> JoinHandle<String> {
     })
 }
 
-/// Stylizes `input` into `output`. `on_frame` is called once per encoded frame.
+/// Stylizes `input` into `output`, asking ffprobe about it first. `on_frame` is called once
+/// per encoded frame.
 pub fn stylize_video(
     stylizer: &Stylizer,
     input: &Path,
@@ -229,8 +163,21 @@ pub fn stylize_video(
     options: &VideoOptions,
     on_frame: &(dyn Fn(u64) + Sync),
 ) -> Result<VideoReport> {
-    let started = std::time::Instant::now();
     let info = probe(input)?;
+    stylize_probed_video(stylizer, input, &info, output, options, on_frame)
+}
+
+/// Stylizes `input`, which [`probe`] described as `info`, into `output`. `on_frame` is called
+/// once per encoded frame.
+pub fn stylize_probed_video(
+    stylizer: &Stylizer,
+    input: &Path,
+    info: &VideoInfo,
+    output: &Path,
+    options: &VideoOptions,
+    on_frame: &(dyn Fn(u64) + Sync),
+) -> Result<VideoReport> {
+    let started = std::time::Instant::now();
     let (width, height) = options.resize.target(info.width, info.height);
     let min = models::transformer::MIN_INPUT_SIDE as u32;
     if width < min || height < min {
@@ -256,7 +203,7 @@ pub fn stylize_video(
         stylizer,
         input,
         &temporary,
-        &info,
+        info,
         (width, height),
         options,
         on_frame,
@@ -272,7 +219,7 @@ pub fn stylize_video(
         output: output.display().to_string(),
         frames,
         size: [width, height],
-        frame_rate: info.frame_rate,
+        frame_rate: info.frame_rate.clone(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -290,114 +237,46 @@ fn finish_output(encoded: &Path, output: &Path, rotation: i64) -> Result<()> {
         return rename(encoded);
     }
     let remuxed = temporary_video(output, "rotate");
-    let mut command = Command::new("ffmpeg");
-    command
-        .args(["-v", "error", "-nostdin", "-y", "-i"])
-        .arg(encoded)
-        .args(["-map", "0", "-c", "copy", "-metadata:s:v:0"])
-        .arg(format!("rotate={}", rotation.rem_euclid(360)))
-        .arg(&remuxed)
-        .stdin(Stdio::null());
-    let result = match command.output() {
+    let result = match run_to_end("ffmpeg", &ffmpeg::rotate_args(encoded, &remuxed, rotation)) {
         Ok(out) if out.status.success() => rename(&remuxed),
         Ok(out) => Err(Error::Ffmpeg {
             program: "ffmpeg",
             path: output.to_path_buf(),
             reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         }),
-        Err(e) => Err(Error::Invalid(format!("cannot run ffmpeg: {e}"))),
+        Err(e) => Err(e),
     };
     let _ = std::fs::remove_file(&remuxed);
     result
 }
 
+/// How each stage ended: the network's result, and the decoding and encoding threads' (`Err`
+/// when one panicked; the encoder's holds the frames written).
+type StageResults = (
+    Result<()>,
+    std::thread::Result<std::result::Result<(), String>>,
+    std::thread::Result<std::result::Result<u64, String>>,
+);
+
+/// Decoder → network → encoder, each stage on a thread of its own; returns the frames written.
 fn run_stages(
     stylizer: &Stylizer,
     input: &Path,
     encoded: &Path,
     info: &VideoInfo,
-    (width, height): (u32, u32),
+    size: (u32, u32),
     options: &VideoOptions,
     on_frame: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
-    // Stage 1: decode the stored frames (rotation stays metadata) to raw RGB.
-    let mut decode_args: Vec<String> = ["-v", "error", "-nostdin", "-noautorotate", "-i"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    decode_args.push(input.display().to_string());
-    decode_args.extend(["-map", "0:v:0", "-vsync", "passthrough"].map(String::from));
-    if (width, height) != (info.width, info.height) {
-        decode_args.extend([
-            "-vf".into(),
-            format!("scale={width}:{height}:flags=lanczos"),
-        ]);
-    }
-    decode_args.extend(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"].map(String::from));
-    let mut decode = Command::new("ffmpeg");
-    decode.args(&decode_args);
-    decode
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut decoder = start(decode, "ffmpeg")?;
-
-    // Stage 3: encode raw RGB at the exact input rate, audio copied from the input.
-    let even = wants_yuv420(&options.codec);
-    let mut encode_args: Vec<String> = vec![
-        "-v".into(),
-        "error".into(),
-        "-nostdin".into(),
-        "-y".into(),
-        "-f".into(),
-        "rawvideo".into(),
-        "-pix_fmt".into(),
-        "rgb24".into(),
-        "-s".into(),
-        format!("{width}x{height}"),
-        "-framerate".into(),
-        info.frame_rate.clone(),
-        "-i".into(),
-        "-".into(),
-        "-i".into(),
-        input.display().to_string(),
-        "-map".into(),
-        "0:v:0".into(),
-        "-map".into(),
-        "1:a?".into(),
-        "-c:a".into(),
-        "copy".into(),
-        "-c:v".into(),
-        options.codec.clone(),
-    ];
-    if takes_crf(&options.codec) {
-        encode_args.extend(["-crf".into(), options.crf.to_string()]);
-        if options.codec.starts_with("libvpx") {
-            encode_args.extend(["-b:v".into(), "0".into()]);
-        }
-    }
-    // x264/x265 default to `medium`, which costs about twice `veryfast`'s CPU per frame (720p:
-    // 29 against 14 ms) for a slightly smaller file at the same CRF; it runs beside the network.
-    let preset = options.preset.clone().or_else(|| {
-        matches!(options.codec.as_str(), "libx264" | "libx265").then(|| "veryfast".to_string())
-    });
-    if let Some(preset) = preset {
-        encode_args.extend(["-preset".into(), preset]);
-    }
-    if even {
-        encode_args.extend(["-pix_fmt".into(), "yuv420p".into()]);
-        if width % 2 == 1 || height % 2 == 1 {
-            encode_args.extend(["-vf".into(), "pad=ceil(iw/2)*2:ceil(ih/2)*2".into()]);
-        }
-    }
-    encode_args.push(encoded.display().to_string());
-    let mut encode = Command::new("ffmpeg");
-    encode.args(&encode_args);
-    encode
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut encoder = match start(encode, "ffmpeg") {
+    let mut decoder = start(
+        "ffmpeg",
+        &ffmpeg::decoder_args(input, info, size),
+        [Stdio::null(), Stdio::piped(), Stdio::piped()],
+    )?;
+    let encoder_args =
+        ffmpeg::encoder_args(input, encoded, size, &info.frame_rate, &options.encoder());
+    let stdio = [Stdio::piped(), Stdio::null(), Stdio::piped()];
+    let mut encoder = match start("ffmpeg", &encoder_args, stdio) {
         Ok(child) => child,
         Err(e) => {
             let _ = decoder.kill();
@@ -405,19 +284,41 @@ fn run_stages(
             return Err(e);
         }
     };
-
     let decode_log = drain(decoder.stderr.take());
     let encode_log = drain(encoder.stderr.take());
+    let results = move_frames(
+        stylizer,
+        options,
+        size,
+        decoder.stdout.take(),
+        encoder.stdin.take(),
+        on_frame,
+    );
+    let decoder_ok = decoder.wait().is_ok_and(|status| status.success());
+    let encoder_ok = encoder.wait().is_ok_and(|status| status.success());
+    let logs = (
+        decode_log.join().unwrap_or_default(),
+        encode_log.join().unwrap_or_default(),
+    );
+    stage_outcome(input, encoded, results, (decoder_ok, encoder_ok), logs)
+}
+
+/// The three stages over the pipes, until the decoder's output ends or a stage stops.
+fn move_frames(
+    stylizer: &Stylizer,
+    options: &VideoOptions,
+    (width, height): (u32, u32),
+    mut decoder_out: Option<impl Read + Send>,
+    mut encoder_in: Option<impl Write + Send>,
+    on_frame: &(dyn Fn(u64) + Sync),
+) -> StageResults {
     let frame_bytes = width as usize * height as usize * 3;
     // Raw frames both ways: the pixel conversions run on the network's thread, between network
     // calls, so the decoding and encoding threads only move bytes and never pre-empt the
     // network's OpenMP team with work of their own.
     let (frames_tx, frames_rx) = sync_channel::<Vec<u8>>(8);
     let (styled_tx, styled_rx) = sync_channel::<Vec<u8>>(8);
-    let mut decoder_out = decoder.stdout.take();
-    let mut encoder_in = encoder.stdin.take();
-
-    let (network, decoded, written) = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let decoding = scope.spawn(move || -> std::result::Result<(), String> {
             let Some(pipe) = decoder_out.as_mut() else {
                 return Ok(());
@@ -449,16 +350,19 @@ fn run_stages(
         });
         let size = (width as usize, height as usize);
         let network = network_stage(stylizer, options, size, frames_rx, styled_tx);
-        let decoded = decoding.join();
-        let written = encoding.join();
-        (network, decoded, written)
-    });
-    let decoder_status = decoder.wait();
-    let encoder_status = encoder.wait();
-    let (decode_log, encode_log) = (
-        decode_log.join().unwrap_or_default(),
-        encode_log.join().unwrap_or_default(),
-    );
+        (network, decoding.join(), encoding.join())
+    })
+}
+
+/// The first failure among the stages and the two programs, as one error naming the file; or
+/// the frames written.
+fn stage_outcome(
+    input: &Path,
+    encoded: &Path,
+    (network, decoded, written): StageResults,
+    (decoder_ok, encoder_ok): (bool, bool),
+    (decode_log, encode_log): (String, String),
+) -> Result<u64> {
     let ffmpeg_error = |reason: String| Error::Ffmpeg {
         program: "ffmpeg",
         path: input.to_path_buf(),
@@ -475,10 +379,10 @@ fn run_stages(
         Ok(Err(e)) => return Err(ffmpeg_error(format!("decoding stopped: {e}: {decode_log}"))),
         Err(_) => return Err(Error::Invalid("the decoding thread panicked".into())),
     }
-    if !decoder_status.map(|s| s.success()).unwrap_or(false) {
+    if !decoder_ok {
         return Err(ffmpeg_error(format!("decoding failed: {decode_log}")));
     }
-    if !encoder_status.map(|s| s.success()).unwrap_or(false) {
+    if !encoder_ok {
         return Err(Error::Ffmpeg {
             program: "ffmpeg",
             path: encoded.to_path_buf(),
@@ -511,47 +415,14 @@ fn read_frame(pipe: &mut impl Read, frame: &mut [u8]) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// `--smooth`: blends each stylized frame with the previous output frame, against flicker.
-/// At `smooth` = 1 half of each frame is the previous one.
-pub struct Smoother {
-    previous_weight: f64,
-    previous: Option<Tensor>,
-}
-
-impl Smoother {
-    pub fn new(smooth: f64) -> Self {
-        Self {
-            previous_weight: smooth / 2.0,
-            previous: None,
-        }
-    }
-
-    /// Takes the next stylized frame `[3, H, W]` in order and returns it smoothed. A frame of
-    /// another size than the previous one starts afresh.
-    pub fn apply(&mut self, frame: Tensor) -> Tensor {
-        let weight = self.previous_weight;
-        if weight <= 0.0 {
-            return frame;
-        }
-        let smoothed = match &self.previous {
-            Some(previous) if previous.size() == frame.size() => {
-                &frame * (1.0 - weight) + previous * weight
-            }
-            _ => frame,
-        };
-        self.previous = Some(smoothed.shallow_clone());
-        smoothed
-    }
-}
-
 /// Batches whatever frames are ready, stylizes them, and smooths each with the previous
 /// output frame, in order.
 fn network_stage(
     stylizer: &Stylizer,
     options: &VideoOptions,
     (width, height): (usize, usize),
-    frames: std::sync::mpsc::Receiver<Vec<u8>>,
-    styled: std::sync::mpsc::SyncSender<Vec<u8>>,
+    frames: Receiver<Vec<u8>>,
+    styled: SyncSender<Vec<u8>>,
 ) -> Result<()> {
     let mut smoother = Smoother::new(options.smooth);
     while let Ok(first) = frames.recv() {
@@ -587,21 +458,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_ffprobe_json_with_rotation_and_audio() {
-        let json = serde_json::json!({
-            "streams": [
-                {"codec_type": "video", "width": 96, "height": 64, "r_frame_rate": "30000/1001",
-                 "avg_frame_rate": "30000/1001", "nb_frames": "30", "duration": "1.001000",
-                 "side_data_list": [{"side_data_type": "Display Matrix", "rotation": -90}]},
-                {"codec_type": "audio"}
-            ],
-            "format": {"duration": "1.02"}
-        });
-        let info = parse_probe(&json).unwrap();
-        assert_eq!((info.width, info.height, info.rotation), (96, 64, -90));
-        assert_eq!(info.frame_rate, "30000/1001");
-        assert_eq!(info.frames, Some(30));
-        assert!(info.has_audio);
-        assert!(parse_probe(&serde_json::json!({"streams": [{"codec_type": "audio"}]})).is_err());
+    fn frames_are_read_whole_or_not_at_all() {
+        let mut frame = [0u8; 4];
+        let mut pipe: &[u8] = &[1, 2, 3, 4, 5, 6];
+        assert!(read_frame(&mut pipe, &mut frame).unwrap());
+        assert_eq!(frame, [1, 2, 3, 4]);
+        let error = read_frame(&mut pipe, &mut frame).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
+        let mut empty: &[u8] = &[];
+        assert!(!read_frame(&mut empty, &mut frame).unwrap());
+    }
+
+    #[test]
+    fn temporary_names_are_hidden_siblings_keeping_the_extension() {
+        let pid = std::process::id();
+        assert_eq!(
+            temporary_video(Path::new("out/styled.webm"), "encode"),
+            PathBuf::from(format!("out/.styled.tmp-{pid}-encode.webm"))
+        );
+        assert_eq!(
+            temporary_video(Path::new("styled"), "rotate"),
+            PathBuf::from(format!(".styled.tmp-{pid}-rotate.mp4"))
+        );
     }
 }

@@ -103,9 +103,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         preset: args.preset.clone(),
     };
     let on_frame = |n: u64| bar.set_position(n);
-    let report =
-        infer::video::stylize_video(&stylizer, &args.input, &args.output, &options, &on_frame)
-            .with_context(|| format!("cannot stylize {}", args.input.display()))?;
+    let report = infer::video::stylize_probed_video(
+        &stylizer,
+        &args.input,
+        &info,
+        &args.output,
+        &options,
+        &on_frame,
+    )
+    .with_context(|| format!("cannot stylize {}", args.input.display()))?;
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -4,20 +4,78 @@
 //! advisory), swaps width and height in `add_image`, and leaves several methods
 //! `unimplemented!()`. The format is small: a TFRecord stream (length, masked CRC-32C of the
 //! length, payload, masked CRC-32C of the payload) of `Event` protobuf messages, of which we
-//! need five fields, encoded here by hand.
-//!
-//! Messages (field numbers from tensorflow/core/util/event.proto and summary.proto):
-//! `Event { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5; }`,
-//! `Summary { repeated Value value = 1; }`,
-//! `Value { string tag = 1; float simple_value = 2; Image image = 4; }`,
-//! `Image { int32 height = 1; int32 width = 2; int32 colorspace = 3; bytes encoded_image_string = 4; }`.
+//! need a few fields, declared below for `prost`'s derive (field numbers from
+//! tensorflow/core/util/event.proto and tensorflow/core/framework/summary.proto).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use prost::Message;
+
 use crate::error::{Error, Result};
+
+/// `tensorflow.Event`, with the two members of its `what` oneof that we write.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Event {
+    #[prost(double, tag = "1")]
+    wall_time: f64,
+    #[prost(int64, tag = "2")]
+    step: i64,
+    #[prost(oneof = "What", tags = "3, 5")]
+    what: Option<What>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum What {
+    /// The first event of a file: `brain.Event:2`.
+    #[prost(string, tag = "3")]
+    FileVersion(String),
+    #[prost(message, tag = "5")]
+    Summary(Summary),
+}
+
+/// `tensorflow.Summary`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Summary {
+    #[prost(message, repeated, tag = "1")]
+    value: Vec<SummaryValue>,
+}
+
+/// `tensorflow.Summary.Value`: a tag and one value of its `value` oneof (a oneof, so that a
+/// scalar 0 is still written).
+#[derive(Clone, PartialEq, prost::Message)]
+struct SummaryValue {
+    #[prost(string, tag = "1")]
+    tag: String,
+    #[prost(oneof = "Value", tags = "2, 4")]
+    value: Option<Value>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum Value {
+    #[prost(float, tag = "2")]
+    SimpleValue(f32),
+    #[prost(message, tag = "4")]
+    Image(Image),
+}
+
+/// `tensorflow.Summary.Image`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Image {
+    #[prost(int32, tag = "1")]
+    height: i32,
+    #[prost(int32, tag = "2")]
+    width: i32,
+    /// 1 grayscale, 2 grayscale + alpha, 3 RGB, 4 RGBA.
+    #[prost(int32, tag = "3")]
+    colorspace: i32,
+    #[prost(bytes = "vec", tag = "4")]
+    encoded_image_string: Vec<u8>,
+}
+
+const RGB: i32 = 3;
 
 /// Appends events to `DIR/events.out.tfevents.<unix time>.<host>.<pid>`.
 pub struct EventWriter {
@@ -53,11 +111,11 @@ impl EventWriter {
             path,
             file: BufWriter::new(file),
         };
-        let mut event = Vec::new();
-        put_double(&mut event, 1, unix_time());
-        put_bytes(&mut event, 3, b"brain.Event:2");
-        writer.write_record(&event)?;
-        writer.flush()?;
+        writer.write_event(&Event {
+            wall_time: unix_time(),
+            step: 0,
+            what: Some(What::FileVersion("brain.Event:2".to_string())),
+        })?;
         Ok(writer)
     }
 
@@ -67,45 +125,45 @@ impl EventWriter {
 
     /// Several scalars at one step, as one event.
     pub fn scalars(&mut self, step: u64, values: &[(String, f64)]) -> Result<()> {
-        let mut summary = Vec::new();
-        for (tag, value) in values {
-            let mut entry = Vec::new();
-            put_bytes(&mut entry, 1, tag.as_bytes());
-            put_float(&mut entry, 2, *value as f32);
-            put_bytes(&mut summary, 1, &entry);
-        }
-        self.summary_event(step, &summary)
+        let value = values
+            .iter()
+            .map(|(tag, value)| SummaryValue {
+                tag: tag.clone(),
+                value: Some(Value::SimpleValue(*value as f32)),
+            })
+            .collect();
+        self.summary_event(step, Summary { value })
     }
 
-    /// One RGB image at one step, stored PNG-encoded.
-    pub fn image(&mut self, step: u64, tag: &str, image: &image::RgbImage) -> Result<()> {
-        let mut png = Vec::new();
-        image::DynamicImage::ImageRgb8(image.clone())
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .map_err(|e| Error::Image {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })?;
-        let mut encoded = Vec::new();
-        put_varint_field(&mut encoded, 1, image.height() as u64);
-        put_varint_field(&mut encoded, 2, image.width() as u64);
-        put_varint_field(&mut encoded, 3, 3); // RGB
-        put_bytes(&mut encoded, 4, &png);
-        let mut entry = Vec::new();
-        put_bytes(&mut entry, 1, tag.as_bytes());
-        put_bytes(&mut entry, 4, &encoded);
-        let mut summary = Vec::new();
-        put_bytes(&mut summary, 1, &entry);
-        self.summary_event(step, &summary)
+    /// One image at one step, already PNG-encoded (`size` is its width and height), RGB.
+    pub fn png_image(&mut self, step: u64, tag: &str, size: (u32, u32), png: &[u8]) -> Result<()> {
+        let (width, height) = size;
+        let side = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        let image = Image {
+            height: side(height),
+            width: side(width),
+            colorspace: RGB,
+            encoded_image_string: png.to_vec(),
+        };
+        let value = vec![SummaryValue {
+            tag: tag.to_string(),
+            value: Some(Value::Image(image)),
+        }];
+        self.summary_event(step, Summary { value })
     }
 
-    fn summary_event(&mut self, step: u64, summary: &[u8]) -> Result<()> {
-        let mut event = Vec::new();
-        put_double(&mut event, 1, unix_time());
-        put_varint_field(&mut event, 2, step);
-        put_bytes(&mut event, 5, summary);
-        self.write_record(&event)?;
-        // Flushed per event so a live TensorBoard sees progress; no fsync (logs, not state).
+    fn summary_event(&mut self, step: u64, summary: Summary) -> Result<()> {
+        self.write_event(&Event {
+            wall_time: unix_time(),
+            step: i64::try_from(step).unwrap_or(i64::MAX),
+            what: Some(What::Summary(summary)),
+        })
+    }
+
+    /// One event as one record; flushed so a live TensorBoard sees progress (no fsync: logs,
+    /// not state).
+    fn write_event(&mut self, event: &Event) -> Result<()> {
+        self.write_record(&event.encode_to_vec())?;
         self.flush()
     }
 
@@ -135,40 +193,6 @@ fn unix_time() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-/// Wire types: 0 varint, 1 64-bit, 2 length-delimited, 5 32-bit.
-fn put_key(out: &mut Vec<u8>, field: u32, wire_type: u32) {
-    put_varint(out, u64::from(field << 3 | wire_type));
-}
-
-fn put_varint_field(out: &mut Vec<u8>, field: u32, value: u64) {
-    put_key(out, field, 0);
-    put_varint(out, value);
-}
-
-fn put_double(out: &mut Vec<u8>, field: u32, value: f64) {
-    put_key(out, field, 1);
-    out.extend_from_slice(&value.to_le_bytes());
-}
-
-fn put_float(out: &mut Vec<u8>, field: u32, value: f32) {
-    put_key(out, field, 5);
-    out.extend_from_slice(&value.to_le_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    put_key(out, field, 2);
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
 }
 
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), bytewise with a 256-entry table.
@@ -216,9 +240,27 @@ mod tests {
     }
 
     #[test]
-    fn varints_use_seven_bits_per_byte() {
-        let mut out = Vec::new();
-        put_varint(&mut out, 300);
-        assert_eq!(out, [0xac, 0x02]);
+    fn events_encode_as_the_protobuf_wire_format() {
+        let event = Event {
+            wall_time: 1.5,
+            step: 300,
+            what: Some(What::Summary(Summary {
+                value: vec![SummaryValue {
+                    tag: "loss".into(),
+                    value: Some(Value::SimpleValue(0.0)),
+                }],
+            })),
+        };
+        #[rustfmt::skip]
+        let expected = [
+            0x09, 0, 0, 0, 0, 0, 0, 0xf8, 0x3f, // wall_time: field 1, 64-bit
+            0x10, 0xac, 0x02, // step: field 2, varint, seven bits per byte
+            0x2a, 13, // summary: field 5, 13 bytes
+            0x0a, 11, // a value: field 1, 11 bytes
+            0x0a, 4, b'l', b'o', b's', b's', // its tag
+            0x15, 0, 0, 0, 0, // simple_value 0.0: field 2, 32-bit, written though zero
+        ];
+        assert_eq!(event.encode_to_vec(), expected);
+        assert_eq!(Event::decode(&expected[..]).unwrap(), event);
     }
 }

@@ -7,6 +7,9 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod run;
+mod samples;
+pub mod state;
 pub mod train;
 
 pub use checkpoint::Checkpoint;

@@ -5,8 +5,8 @@
 //! folder whose name varies (the file stem when torch.save was given a path, `archive` for a
 //! stream):
 //!
-//! - `data.pkl`: the object's pickle, as in the legacy format ([`super::torch_legacy`], whose
-//!   unpickler reads it) except that storage persistent ids have no view field:
+//! - `data.pkl`: the object's pickle, as in the legacy format ([`super::torch_legacy`]; both
+//!   are read by [`super::state_dict`]) except that storage persistent ids have no view field:
 //!   `('storage', storage_type, key, location, numel)`;
 //! - `data/<key>`: each storage's raw elements, `numel` times the element size, no header;
 //! - `byteorder`: `little` or `big` (absent in files from before it was recorded: little);
@@ -24,7 +24,8 @@ use tch::Tensor;
 use zip::result::ZipError;
 use zip::ZipArchive;
 
-use super::torch_legacy::{storage_tensor, Fallible, PickledStateDict};
+use super::pickle::Fallible;
+use super::state_dict::{storage_tensor, PickledStateDict};
 use crate::error::{Error, Result};
 
 /// Every tensor of the state dict in the zip-format `torch.save` file at `path`, in its order.
