@@ -7,11 +7,15 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod prepare;
+pub mod recipe;
 pub mod train;
 
 pub use checkpoint::Checkpoint;
 pub use config::TrainConfig;
 pub use error::{Error, Result};
+pub use prepare::{prepare, Launch, Prepared};
+pub use recipe::{recipe, Overrides, RunFiles};
 pub use train::{
     load_style_image, run, Event, LossValues, Outcome, StepLosses, StepReport, Trainer,
 };
