@@ -76,8 +76,7 @@ pub mod exit {
 
         #[test]
         fn errors_during_the_work_exit_1_and_read_the_same() {
-            let before: anyhow::Result<()> = Err(anyhow::anyhow!("no such file"));
-            let before = before.unwrap_err().context("cannot read a.png");
+            let before = anyhow::anyhow!("no such file").context("cannot read a.png");
             assert_eq!(code(&before), USAGE);
 
             let failed: Result<(), std::io::Error> = Err(std::io::Error::other("disk full"));
