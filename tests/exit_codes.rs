@@ -32,8 +32,9 @@ fn bad_arguments_exit_2_and_a_failure_mid_video_exits_1() {
     let out = dir.path().join("out.mp4");
     let out_str = out.to_str().unwrap();
 
-    // Found while parsing or checking: the device, the thread count, a photo that is missing.
-    let cases: [(&[&str], &str); 3] = [
+    // Found while parsing or checking: the device, the thread count, a photo that is missing,
+    // frames resized below what the network takes.
+    let cases: [(&[&str], &str); 4] = [
         (
             &["video", clip, "-o", out_str, "-m", model, "--device", "tpu"],
             "unknown device `tpu` (use auto, cpu, cuda or cuda:N)",
@@ -52,6 +53,10 @@ fn bad_arguments_exit_2_and_a_failure_mid_video_exits_1() {
                 "cpu",
             ],
             "/nonexistent/photo.png",
+        ),
+        (
+            &["video", clip, "-o", out_str, "-m", model, "--max-size", "8"],
+            "too small for the network",
         ),
     ];
     for (args, mentioned) in cases {

@@ -78,6 +78,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     infer::video::check_ffmpeg()?;
     let info = infer::video::probe(&args.input)?;
+    // Frames too small for the network are a bad input: refused here, before the work, rather
+    // than by `stylize_video` once it has started.
+    let (width, height) = resize.target(info.width, info.height);
+    let min = models::transformer::MIN_INPUT_SIDE as u32;
+    anyhow::ensure!(
+        width >= min && height >= min,
+        "{}: frames of {width}x{height} are too small for the network (at least {min}x{min})",
+        args.input.display()
+    );
     let stylizer = args.net.stylizer()?;
     let show = !args.json && !args.quiet && std::io::stderr().is_terminal();
     let bar = progress_bar(show, info.estimated_frames(), FRAMES);
