@@ -3,16 +3,18 @@
 
 mod cmd;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cmd::Cli::parse();
-    match cmd::run(cli) {
+    let matches = cmd::Cli::command().get_matches();
+    let cli = cmd::Cli::from_arg_matches(&matches)
+        .unwrap_or_else(|err| err.format(&mut cmd::Cli::command()).exit());
+    match cmd::run(cli, &matches) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("atelier: error: {}", one_line(&err));
-            ExitCode::from(cmd::exit::USAGE)
+            ExitCode::from(cmd::exit::code(&err))
         }
     }
 }

@@ -6,8 +6,9 @@ use walkdir::WalkDir;
 
 use crate::error::{Error, Result};
 
-/// File extensions taken as photos, compared case-insensitively.
-pub const PHOTO_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"];
+/// File extensions taken as photos, compared case-insensitively: the image list that
+/// `stylize` folder scans use too.
+pub use models::pixels::IMAGE_EXTENSIONS as PHOTO_EXTENSIONS;
 
 /// The outcome of [`find_photos`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,15 +65,7 @@ pub fn find_photos(root: &Path) -> Result<FoundPhotos> {
 }
 
 /// Whether `path` ends in one of [`PHOTO_EXTENSIONS`], in any case.
-pub fn has_photo_extension(path: &Path) -> bool {
-    path.extension()
-        .and_then(|extension| extension.to_str())
-        .is_some_and(|extension| {
-            PHOTO_EXTENSIONS
-                .iter()
-                .any(|known| extension.eq_ignore_ascii_case(known))
-        })
-}
+pub use models::pixels::has_image_extension as has_photo_extension;
 
 fn walk_warning(error: &walkdir::Error) -> String {
     let path = error

@@ -62,15 +62,6 @@ impl std::str::FromStr for OutputFormat {
     }
 }
 
-/// Extensions of files that folder scans pick up as images.
-pub const INPUT_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"];
-
-pub fn is_image_path(path: &Path) -> bool {
-    path.extension()
-        .map(|e| INPUT_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
-        .unwrap_or(false)
-}
-
 /// Encodes to `format`; `quality` (1-100) applies to JPEG.
 pub fn encode(image: &RgbImage, format: OutputFormat, quality: u8) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::image_io::{is_image_path, OutputFormat};
+use crate::image_io::OutputFormat;
 
 /// Where an image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,7 +224,10 @@ fn images_under(dir: &Path) -> Result<Vec<PathBuf>> {
                 .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
         })?;
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if entry.file_type().is_file() && !hidden && is_image_path(entry.path()) {
+        if entry.file_type().is_file()
+            && !hidden
+            && models::pixels::has_image_extension(entry.path())
+        {
             files.push(entry.into_path());
         }
     }

@@ -155,7 +155,7 @@ impl Stylizer {
         mix: StyleMix,
         finish: Finish,
     ) -> Result<Self> {
-        precision.check_device(device).map_err(Error::Invalid)?;
+        precision.check_device(device)?;
         if !(0.0..=1.0).contains(&finish.strength) {
             return Err(Error::Invalid(format!(
                 "strength {} is not in 0..1",

@@ -32,6 +32,16 @@ pub enum Error {
         expected: Vec<i64>,
         found: Vec<i64>,
     },
+    #[error("{path} already exists (use --force to overwrite it)")]
+    OutputExists { path: PathBuf },
+    #[error("unknown precision `{0}` (use f32, bf16 or f16)")]
+    UnknownPrecision(String),
+    #[error("unknown device `{0}` (use auto, cpu, cuda or cuda:N)")]
+    UnknownDevice(String),
+    #[error("cuda:{index} is not available ({count} CUDA devices)")]
+    DeviceUnavailable { index: usize, count: usize },
+    #[error("f16 needs a CUDA device; use bf16 on the CPU")]
+    F16NeedsCuda,
     #[error("invalid network spec: {0}")]
     InvalidSpec(String),
     #[error("image of {height}x{width} is too small for the network (at least {min}x{min})")]

@@ -351,3 +351,35 @@ pub fn temporary_sibling(path: &Path) -> PathBuf {
         .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
+
+/// The check before a command that writes `path` starts: the file must not exist unless
+/// `force`, and its folder must take a new file. The one "already exists (use --force)" test,
+/// shared by `train`, `convert` and `sheet`.
+pub fn check_new_output(path: &Path, force: bool) -> Result<()> {
+    if path.exists() && !force {
+        return Err(Error::OutputExists {
+            path: path.to_path_buf(),
+        });
+    }
+    check_writable(path)
+}
+
+/// Creates and removes a temporary sibling of `path`: proves its folder exists and takes files,
+/// before hours of work end in a failed write.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let probe = temporary_sibling(path);
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(source) => Err(Error::Write {
+            path: path
+                .parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+            source,
+        }),
+    }
+}

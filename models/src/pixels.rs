@@ -158,6 +158,21 @@ pub fn tensor_to_image(tensor: &Tensor) -> Result<RgbImage> {
         .ok_or_else(|| Error::Decode("tensor size does not match its data".into()))
 }
 
+/// File extensions taken as images when a folder is searched (training photos, `stylize` and
+/// `video` folders), compared case-insensitively: the one list, shared by `datasets` and `infer`.
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"];
+
+/// Whether `path` ends in one of [`IMAGE_EXTENSIONS`], in any case.
+pub fn has_image_extension(path: &std::path::Path) -> bool {
+    path.extension()
+        .and_then(|extension| extension.to_str())
+        .is_some_and(|extension| {
+            IMAGE_EXTENSIONS
+                .iter()
+                .any(|known| extension.eq_ignore_ascii_case(known))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

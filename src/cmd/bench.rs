@@ -15,6 +15,24 @@ use models::{Model, ModelMeta, NetSpec, Precision};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
+use super::common::{at_least_one, DeviceArg};
+use super::exit::DuringWork;
+
+/// `RunArgs` with a benchmark's defaults: the CPU and 2 threads, so a timing does not depend
+/// on what the machine happens to have (`bench/run.py` passes its own).
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchRunArgs {
+    /// cpu, cuda or cuda:N
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    pub device: DeviceArg,
+    /// Arithmetic: f32, bf16 or f16 (CUDA)
+    #[arg(long, value_name = "PRECISION", default_value_t = Precision::F32)]
+    pub precision: Precision,
+    /// Intra-op threads (and decoding threads for `data`)
+    #[arg(long, value_name = "N", default_value = "2", value_parser = at_least_one)]
+    pub threads: usize,
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Task {
     /// The network alone on a random batch already in memory
@@ -45,15 +63,8 @@ pub struct Args {
     /// Images per batch (infer, train, data)
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Arithmetic: f32, bf16 or f16 (CUDA)
-    #[arg(long, default_value = "f32")]
-    precision: String,
-    /// cpu, cuda or cuda:N
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Intra-op threads (and decoding threads for `data`)
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
+    #[command(flatten)]
+    run: BenchRunArgs,
     /// Untimed runs first
     #[arg(long, default_value_t = 1)]
     warmup: usize,
@@ -71,8 +82,8 @@ pub struct Args {
     #[arg(long)]
     out_dir: Option<PathBuf>,
     /// Loss network (train): vgg16 or vgg19
-    #[arg(long, default_value = "vgg16")]
-    loss_net: String,
+    #[arg(long, default_value_t = VggKind::Vgg16)]
+    loss_net: VggKind,
     /// Side of the square training crops (train, data)
     #[arg(long, default_value_t = 256)]
     image_size: i64,
@@ -103,14 +114,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // As `atelier stylize`, `video` and `train` do.
         infer::tune_allocator();
     }
-    anyhow::ensure!(args.threads >= 1, "--threads must be at least 1");
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     anyhow::ensure!(args.batch >= 1, "--batch must be at least 1");
-    tch::set_num_threads(args.threads as i32);
+    tch::set_num_threads(args.run.threads as i32);
     tch::set_num_interop_threads(1);
-    let device = models::precision::parse_device(&args.device).map_err(anyhow::Error::msg)?;
-    let precision: Precision = args.precision.parse().map_err(anyhow::Error::msg)?;
-    precision.check_device(device).map_err(anyhow::Error::msg)?;
+    let (device, precision) = (args.run.device.device, args.run.precision);
+    precision.check_device(device)?;
     if args.cudnn_benchmark {
         tch::Cuda::cudnn_set_benchmark(true);
     }
@@ -173,7 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 batch_size: args.batch,
                 seed: 0,
                 prefetch: 8,
-                n_threads: args.threads,
+                n_threads: args.run.threads,
             };
             let n_batches = args.steps;
             Box::new(move || {
@@ -240,7 +249,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             break;
         }
         let started = Instant::now();
-        let result = task()?;
+        let result = task().during_work()?;
         let seconds = started.elapsed().as_secs_f64();
         let warmup = index < args.warmup;
         println!(
@@ -260,8 +269,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "task": format!("{:?}", args.task).to_lowercase(),
             "net": args.net,
             "precision": precision.to_string(),
-            "device": args.device,
-            "threads": args.threads,
+            "device": args.run.device.to_string(),
+            "threads": args.run.threads,
             "median_seconds_per_item": median,
             "seconds_per_item": times,
             "extra": extras,
@@ -277,42 +286,26 @@ fn train_task(
     device: Device,
     precision: Precision,
 ) -> anyhow::Result<Box<dyn FnMut() -> anyhow::Result<RunResult>>> {
-    let kind: VggKind = args.loss_net.parse().map_err(anyhow::Error::msg)?;
     // Timing does not depend on the loss network's weights: random ones need no download.
-    let vgg = Vgg::random(kind, device);
-    let names = |taps: Vec<models::vgg::Tap>| taps.iter().map(|t| t.to_string()).collect();
-    let style_taps: Vec<String> = names(kind.default_style_taps());
+    let vgg = Vgg::random(args.loss_net, device);
     let size = args.image_size;
-    let config = trainer::TrainConfig {
+    // `atelier train`'s recipe for this loss network, on random images, never checkpointing
+    // or logging.
+    let files = trainer::RunFiles {
         style_images: vec![PathBuf::from("random")],
-        style_names: vec!["random".into()],
         data_dir: PathBuf::from("random"),
         output: PathBuf::from("unused.safetensors"),
-        checkpoint_path: PathBuf::from("unused.ckpt"),
-        loss_net: kind.to_string(),
-        loss_weights: PathBuf::from("random"),
-        content_taps: names(kind.default_content_taps()),
-        style_layer_weights: vec![1.0; style_taps.len()],
-        style_taps,
-        arch: args.net.clone(),
-        n_steps: u64::MAX,
-        batch_size: args.batch,
-        image_size: size,
-        style_size: None,
-        content_weight: 1e5,
-        style_weight: 1e10,
-        tv_weight: 0.0,
-        lr: 1e-3,
-        lr_decay: 1.0,
-        lr_decay_every: None,
-        seed: 0,
-        precision: precision.to_string(),
-        checkpoint_every: u64::MAX,
-        log_every: u64::MAX,
-        sample_image: None,
-        sample_every: u64::MAX,
-        log_dir: None,
     };
+    let mut config = trainer::recipe(args.loss_net, files, 0);
+    config.arch = args.net.clone();
+    config.batch_size = args.batch;
+    config.image_size = size;
+    config.seed = 0;
+    config.precision = precision.to_string();
+    config.n_steps = u64::MAX;
+    config.checkpoint_every = u64::MAX;
+    config.log_every = u64::MAX;
+    config.sample_every = u64::MAX;
     let style = Tensor::rand([3, size, size], (Kind::Float, Device::Cpu)) * 255.0;
     let mut trainer = trainer::Trainer::new(config, &[style], vgg, device, precision)?;
     let batches: Vec<Tensor> = (0..4)
@@ -338,29 +331,31 @@ fn train_task(
     }))
 }
 
-/// The built-in model, a preset with seeded random weights, or a model file.
+/// A preset with seeded random weights, the built-in model or a model file.
 fn stylizer(net: &str, device: Device, precision: Precision) -> anyhow::Result<Stylizer> {
-    let model = if net == infer::builtin::NAME {
-        infer::builtin::load(device)?
-    } else if let Ok(spec) = NetSpec::preset(net) {
-        tch::manual_seed(0);
-        let meta = ModelMeta {
-            spec,
-            styles: vec!["random".into()],
-            training: None,
-        };
-        Model::new(meta, device)?
-    } else {
-        Model::load(Path::new(net), device).with_context(|| format!("cannot load {net}"))?
+    let loaded = match NetSpec::preset(net) {
+        // `multistyle26` is also a preset's name: it means the built-in model's trained weights.
+        Ok(spec) if net != infer::builtin::NAME => {
+            tch::manual_seed(0);
+            let meta = ModelMeta {
+                spec,
+                styles: vec!["random".into()],
+                training: None,
+            };
+            infer::LoadedModel {
+                model: Model::new(meta, device)?,
+                default_style: 0,
+                name: net.to_string(),
+            }
+        }
+        _ => {
+            let path = (net != infer::builtin::NAME).then(|| Path::new(net));
+            infer::load_model(path, device).with_context(|| format!("cannot load {net}"))?
+        }
     };
-    let default = if net == infer::builtin::NAME {
-        infer::builtin::DEFAULT_STYLE
-    } else {
-        0
-    };
-    let mix = StyleMix::parse(None, &model.meta.styles, default)?;
+    let mix = StyleMix::parse(None, &loaded.model.meta.styles, loaded.default_style)?;
     Ok(Stylizer::new(
-        model,
+        loaded.model,
         device,
         precision,
         mix,

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+
+use super::exit::DuringWork;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -19,28 +21,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.output.exists() && !args.force {
-        bail!(
-            "{} exists (pass --force to overwrite)",
-            args.output.display()
-        );
-    }
-    let extension = args
-        .input
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let model = match extension.as_str() {
-        "onnx" => models::convert::onnx::import_magenta_onnx(&args.input),
-        "pth" | "model" | "pt" => models::convert::pth::import_pytorch_examples(&args.input),
-        _ => bail!(
-            "{}: unknown input format (expected .pth, .model or .onnx)",
-            args.input.display()
-        ),
-    }?;
+    models::file::check_new_output(&args.output, args.force)?;
+    // A file that does not convert is a bad input: it is read whole before anything is written.
+    let model = models::convert::import(&args.input)?;
     model
         .save(&args.output)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+        .with_context(|| format!("writing {}", args.output.display()))
+        .during_work()?;
     let meta = &model.meta;
     eprintln!(
         "wrote {} ({} style{}, {} variables)",

@@ -51,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         cudnn_available,
         cudnn_version: cudnn_available.then(tch::utils::version_cudnn),
         threads: tch::get_num_threads(),
-        cpu_bf16: cpu_has_native_bf16(),
+        cpu_bf16: models::precision::cpu_has_native_bf16().unwrap_or(false),
         mkldnn: tch::utils::has_mkldnn(),
     };
     if args.json {
@@ -105,17 +105,6 @@ fn libtorch_version_at(dir: &std::path::Path) -> Option<String> {
     }
     let text = std::fs::read_to_string(dir.join("build-version")).ok()?;
     Some(text.trim().to_string())
-}
-
-fn cpu_has_native_bf16() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .map(|text| {
-            text.lines().filter(|l| l.starts_with("flags")).any(|l| {
-                l.split_whitespace()
-                    .any(|f| f == "avx512_bf16" || f == "amx_bf16")
-            })
-        })
-        .unwrap_or(false)
 }
 
 /// libtorch has no C API for device names; `nvidia-smi` sits beside every NVIDIA driver.

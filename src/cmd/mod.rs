@@ -1,7 +1,9 @@
 //! Subcommands, one module each. Every `run` returns the process exit code; errors bubble up
-//! as `anyhow::Error` with context and become exit code 2 in `main`.
+//! as `anyhow::Error` with context, and `main` turns them into exit code 2, or 1 for an error
+//! the command marked as happening during its work (see [`exit`]).
 
 mod bench;
+mod common;
 mod convert;
 mod info;
 mod inspect;
@@ -11,15 +13,87 @@ mod stylize;
 mod train;
 mod video;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
-/// Exit codes shared by all subcommands.
+/// Exit codes shared by all subcommands, and the rule that picks one for an error.
+///
+/// A command first checks its arguments and inputs (files exist and decode, the model loads,
+/// the output may be written), then does its work (stylizing, encoding, training, writing).
+/// An error before the work is the caller's to fix: exit 2. The command marks the work with
+/// [`DuringWork::during_work`]; an error from inside it exits 1. Signals that stop training
+/// exit 128 + the signal (130, 143).
 pub mod exit {
+    use std::fmt;
+
     /// Some inputs failed (each was reported), the others finished.
     pub const PARTIAL: u8 = 1;
+    /// The work failed part-way (an ffmpeg failure mid-video, a write failure mid-run).
+    pub const FAILED: u8 = 1;
     /// Bad arguments or inputs, caught before any long work.
     pub const USAGE: u8 = 2;
+
+    /// An error raised during a command's work rather than before it.
+    #[derive(Debug)]
+    struct WorkFailed(anyhow::Error);
+
+    impl fmt::Display for WorkFailed {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            fmt::Display::fmt(&*self.0, f)
+        }
+    }
+
+    // The marker is invisible in messages: it shows its error's text and passes on its causes.
+    impl std::error::Error for WorkFailed {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.0.source()
+        }
+    }
+
+    /// Marks a result as coming from a command's work: its error exits 1, not 2.
+    pub trait DuringWork<T> {
+        fn during_work(self) -> anyhow::Result<T>;
+    }
+
+    impl<T, E: Into<anyhow::Error>> DuringWork<T> for Result<T, E> {
+        fn during_work(self) -> anyhow::Result<T> {
+            self.map_err(|error| anyhow::Error::new(WorkFailed(error.into())))
+        }
+    }
+
+    /// The exit code for an error that ended a command.
+    pub fn code(error: &anyhow::Error) -> u8 {
+        if error.chain().any(|cause| cause.is::<WorkFailed>()) {
+            FAILED
+        } else {
+            USAGE
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn errors_during_the_work_exit_1_and_read_the_same() {
+            let before = anyhow::anyhow!("no such file").context("cannot read a.png");
+            assert_eq!(code(&before), USAGE);
+
+            let failed: Result<(), std::io::Error> = Err(std::io::Error::other("disk full"));
+            let during = failed
+                .map_err(anyhow::Error::from)
+                .map_err(|e| e.context("cannot write b.png"))
+                .during_work()
+                .map_err(|e| e.context("cannot stylize c.mp4"))
+                .unwrap_err();
+            assert_eq!(code(&during), FAILED);
+            let messages: Vec<String> = during.chain().map(ToString::to_string).collect();
+            assert_eq!(
+                messages,
+                ["cannot stylize c.mp4", "cannot write b.png", "disk full"]
+            );
+        }
+    }
 }
 
 #[derive(Parser)]
@@ -56,7 +130,9 @@ enum Command {
     Bench(bench::Args),
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Runs the parsed command. `matches` are the same arguments unparsed, for the commands that
+/// need to know which flags were given rather than defaulted (`train --resume`).
+pub fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Info(args) => info::run(args),
         Command::Stylize(args) => stylize::run(args),
@@ -65,7 +141,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(args),
         Command::Styles(args) => styles::run(args),
         Command::Sheet(args) => sheet::run(args),
-        Command::Train(args) => train::run(*args),
+        Command::Train(args) => {
+            let given = train::Given::from(matches.subcommand_matches("train"));
+            train::run(*args, &given)
+        }
         Command::Bench(args) => bench::run(args),
     }
 }

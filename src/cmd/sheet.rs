@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
-use models::Precision;
+use anyhow::Context;
+
+use super::common::{check_precision, RunArgs};
+use super::exit::DuringWork;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -23,35 +25,27 @@ pub struct Args {
     /// Number of columns (default: as square as possible)
     #[arg(long)]
     columns: Option<usize>,
-    /// auto, cpu, cuda or cuda:N
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// f32, bf16 or f16 (f16 needs CUDA)
-    #[arg(long, default_value = "f32")]
-    precision: Precision,
+    #[command(flatten)]
+    run: RunArgs,
     /// Overwrite the output if it exists
     #[arg(long)]
     force: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.output.exists() && !args.force {
-        bail!(
-            "{} exists (pass --force to overwrite)",
-            args.output.display()
-        );
-    }
+    models::file::check_new_output(&args.output, args.force)?;
     let format = infer::OutputFormat::from_path(&args.output)?;
-    let device = models::precision::parse_device(&args.device).map_err(anyhow::Error::msg)?;
-    args.precision
-        .check_device(device)
-        .map_err(anyhow::Error::msg)?;
+    if let Some(threads) = args.run.threads {
+        tch::set_num_threads(threads as i32);
+    }
+    let (device, precision) = (args.run.device(), args.run.precision);
+    check_precision(precision, device)?;
     let loaded = infer::load_model(args.model.as_deref(), device)?;
     let first_style = infer::StyleMix::single(0, &loaded.model.meta.styles);
     let mut stylizer = infer::Stylizer::new(
         loaded.model,
         device,
-        args.precision,
+        precision,
         first_style,
         infer::Finish::default(),
     )?;
@@ -67,13 +61,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let photo = resize.apply(photo);
     let started = Instant::now();
     let stylized =
-        infer::sheet::stylize_every_style(&mut stylizer, &models::pixels::image_to_tensor(&photo))?;
+        infer::sheet::stylize_every_style(&mut stylizer, &models::pixels::image_to_tensor(&photo))
+            .during_work()?;
     let styles = &stylizer.model().meta.styles;
     let mut cells = vec![("original".to_string(), infer::sheet::original_cell(&photo))];
     cells.extend(styles.iter().cloned().zip(stylized));
     let sheet = infer::sheet::layout(&cells, args.columns);
-    let encoded = infer::image_io::encode(&sheet, format, 92).map_err(anyhow::Error::msg)?;
-    models::file::write_atomically(&args.output, &encoded)?;
+    let encoded = infer::image_io::encode(&sheet, format, 92)
+        .map_err(|reason| infer::Error::Encode {
+            path: args.output.clone(),
+            reason,
+        })
+        .during_work()?;
+    models::file::write_atomically(&args.output, &encoded).during_work()?;
     eprintln!(
         "wrote {} ({} styles of {} in {:.1} s)",
         args.output.display(),

@@ -7,11 +7,10 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use infer::{Finish, Naming, OutputFormat, PipelineOptions, Resize, StyleMix, Stylizer, TileMode};
-use models::Precision;
 
-use super::exit;
+use super::common::{check_precision, progress_bar, RunArgs, IMAGES};
+use super::exit::{self, DuringWork};
 
 /// The network options `stylize` and `video` share.
 #[derive(clap::Args, Debug, Clone)]
@@ -36,17 +35,10 @@ pub struct NetArgs {
     /// Resize by this factor before stylizing (applied before --max-size)
     #[arg(long, value_name = "F")]
     pub scale: Option<f64>,
-    /// Where the network runs: auto (CUDA if present), cpu, cuda or cuda:N
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// Arithmetic of the network: f32, bf16 (CPU or CUDA) or f16 (CUDA)
-    #[arg(long, default_value = "f32")]
-    pub precision: String,
-    /// Threads for the network and for each of the decode and encode pools (default: all cores)
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// Most images (or frames) of the same size run through the network at once [default: 4;
-    /// video on the CPU: 1, where large batches only add memory traffic]
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Most images (or frames) of the same size run through the network at once. Default: 4;
+    /// video on the CPU: 1, where large batches only add memory traffic
     #[arg(long, value_name = "N")]
     pub batch: Option<usize>,
 }
@@ -72,14 +64,9 @@ impl NetArgs {
     /// Sets thread counts, then loads the model and resolves the style: everything that can
     /// fail on bad arguments, before any long work.
     pub fn stylizer(&self) -> anyhow::Result<Stylizer> {
-        let threads = self.threads();
-        tch::set_num_threads(threads as i32);
-        let device = models::precision::parse_device(&self.device).map_err(anyhow::Error::msg)?;
-        let precision: Precision = self.precision.parse().map_err(anyhow::Error::msg)?;
-        precision.check_device(device).map_err(anyhow::Error::msg)?;
-        if let Some(warning) = models::precision::bf16_speed_warning(precision, device) {
-            eprintln!("atelier: warning: {warning}");
-        }
+        tch::set_num_threads(self.run.threads_or_all_cores() as i32);
+        let (device, precision) = (self.run.device(), self.run.precision);
+        check_precision(precision, device)?;
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.strength),
             "--strength must be between 0 and 1"
@@ -97,14 +84,6 @@ impl NetArgs {
             preserve_color: self.preserve_color,
         };
         Ok(Stylizer::new(loaded.model, device, precision, mix, finish)?)
-    }
-
-    pub fn threads(&self) -> usize {
-        self.threads.filter(|&n| n > 0).unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        })
     }
 }
 
@@ -164,7 +143,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tile: args.tile,
         quality: args.quality,
         max_batch: args.net.batch.unwrap_or(DEFAULT_BATCH),
-        threads: args.net.threads(),
+        threads: args.net.run.threads_or_all_cores(),
         memory_budget: None,
         smooth: 0.0,
     };
@@ -180,16 +159,8 @@ pub fn run_jobs(
     json: bool,
     quiet: bool,
 ) -> anyhow::Result<infer::Summary> {
-    let bar = if jobs.len() > 1 && !json && !quiet && std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(jobs.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let show = jobs.len() > 1 && !json && !quiet && std::io::stderr().is_terminal();
+    let bar = progress_bar(show, Some(jobs.len() as u64), IMAGES);
     let stdout = Mutex::new(());
     let on_done = |outcome: infer::Outcome| {
         match outcome {
@@ -218,7 +189,7 @@ pub fn run_jobs(
         }
         bar.inc(1);
     };
-    let summary = infer::pipeline::run(stylizer, jobs, options, &on_done)?;
+    let summary = infer::pipeline::run(stylizer, jobs, options, &on_done).during_work()?;
     bar.finish_and_clear();
     Ok(summary)
 }

@@ -1,27 +1,30 @@
 //! `atelier train`: train a style network from style images and a folder of photos.
 //!
-//! Everything that can be wrong with the inputs (style images, loss-network weights, photo
-//! folder, output, sample image, log files) is checked before the first step, so a mistake
-//! costs seconds, not a night. SIGINT/SIGTERM finish the current step, save a checkpoint and
-//! exit 130/143 with the command that resumes; a second signal exits at once.
+//! The command only speaks CLI: flags become `trainer::Overrides`, `trainer::prepare` applies
+//! the recipe and checks every input before the first step (so a mistake costs seconds, not a
+//! night), and `trainer::run` trains while this file shows progress. SIGINT/SIGTERM finish
+//! the current step, save a checkpoint and exit 130/143 with the command that resumes; a
+//! second signal exits at once.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
-use models::precision::parse_device;
-use models::vgg::VggKind;
-use models::Precision;
-use trainer::{Checkpoint, Event, Outcome, TrainConfig, Trainer};
+use anyhow::Context;
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+use indicatif::ProgressBar;
+use models::vgg::{Tap, VggKind};
+use trainer::recipe::{
+    DEFAULT_ARCH, DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT_EVERY, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE,
+    DEFAULT_LOG_EVERY, DEFAULT_LOSS_NET, DEFAULT_LR, DEFAULT_SEED,
+};
+use trainer::{Checkpoint, Event, Outcome, Overrides};
 
-/// Where `make vgg` puts the VGG-19 weights.
-const DEFAULT_VGG19_WEIGHTS: &str = "weights/vgg19.safetensors";
-const DEFAULT_EPOCHS: u64 = 2;
+use super::common::{progress_bar, RunArgs, STEPS};
+use super::exit::{self, DuringWork};
 
 #[derive(clap::Args)]
 #[command(
@@ -49,96 +52,90 @@ pub struct Args {
     #[arg(long)]
     force: bool,
     /// Continue a run from its checkpoint; the checkpoint holds the whole configuration, so
-    /// nothing else is needed (--steps/--epochs extend the run; other training flags, if
-    /// given, must match)
+    /// nothing else is needed. --steps/--epochs extend the run; logging, sampling, the
+    /// checkpoint folder and --precision may change; other training flags, if given, must
+    /// match
     #[arg(long, value_name = "CHECKPOINT")]
     resume: Option<PathBuf>,
 
     /// Loss network: vgg16 (torchvision weights, pytorch/examples recipe) or vgg19 (Caffe
-    /// weights from `make vgg`) [default: vgg19]
-    #[arg(long, value_name = "NET")]
-    loss_net: Option<String>,
-    /// Loss-network weights in torchvision layout (.safetensors or .pth) [default:
-    /// weights/vgg19.safetensors, made by `make vgg`]
+    /// weights from `make vgg`)
+    #[arg(long, value_name = "NET", default_value_t = DEFAULT_LOSS_NET)]
+    loss_net: VggKind,
+    /// Loss-network weights in torchvision layout (.safetensors or .pth). Default for vgg19:
+    /// weights/vgg19.safetensors, made by `make vgg`; vgg16 needs this flag
     #[arg(long, value_name = "FILE")]
     loss_weights: Option<PathBuf>,
-    /// Comma-separated VGG layers for the content loss [default: relu2_2 for vgg16, relu4_2
-    /// for vgg19]
+    /// Comma-separated VGG layers for the content loss. Default: relu2_2 for vgg16, relu4_2
+    /// for vgg19
     #[arg(long, value_name = "LAYERS", value_delimiter = ',')]
-    content_layers: Option<Vec<String>>,
-    /// Comma-separated VGG layers for the style loss [default: relu1_2,relu2_2,relu3_3,relu4_3
-    /// for vgg16, relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 for vgg19]
+    content_layers: Option<Vec<Tap>>,
+    /// Comma-separated VGG layers for the style loss. Default: relu1_2,relu2_2,relu3_3,relu4_3
+    /// for vgg16, relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 for vgg19
     #[arg(long, value_name = "LAYERS", value_delimiter = ',')]
-    style_layers: Option<Vec<String>>,
-    /// Comma-separated weight per style layer [default: 1 each]
+    style_layers: Option<Vec<Tap>>,
+    /// Comma-separated weight per style layer. Default: 1 each
     #[arg(long, value_name = "WEIGHTS", value_delimiter = ',')]
     style_layer_weights: Option<Vec<f64>>,
-    /// Weight of the content loss [default: 1e5 for vgg16, 7.5 for vgg19]
+    /// Weight of the content loss. Default: 1e5 for vgg16, 7.5 for vgg19
     #[arg(long, value_name = "W")]
     content_weight: Option<f64>,
-    /// Weight of the style loss [default: 1e10 for vgg16, 100 for vgg19]
+    /// Weight of the style loss. Default: 1e10 for vgg16, 100 for vgg19
     #[arg(long, value_name = "W")]
     style_weight: Option<f64>,
-    /// Weight of the total-variation loss [default: 0 for vgg16, 200 for vgg19]
+    /// Weight of the total-variation loss. Default: 0 for vgg16, 200 for vgg19
     #[arg(long, value_name = "W")]
     tv_weight: Option<f64>,
 
     /// Number of optimizer steps (instead of --epochs)
     #[arg(long, value_name = "N", conflicts_with = "epochs")]
     steps: Option<u64>,
-    /// Number of passes over the photos [default: 2]
-    #[arg(long, value_name = "N")]
-    epochs: Option<u64>,
-    /// Photos per step [default: 4]
-    #[arg(long, value_name = "N")]
-    batch_size: Option<usize>,
-    /// Side of the square random crops trained on, in pixels [default: 256]
-    #[arg(long, value_name = "PX")]
-    image_size: Option<i64>,
-    /// Resize style images so their shorter side is this, aspect kept [default: as they are]
+    /// Number of passes over the photos
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_EPOCHS)]
+    epochs: u64,
+    /// Photos per step
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+    /// Side of the square random crops trained on, in pixels
+    #[arg(long, value_name = "PX", default_value_t = DEFAULT_IMAGE_SIZE)]
+    image_size: i64,
+    /// Resize style images so their shorter side is this, aspect kept (default: as they are)
     #[arg(long, value_name = "PX")]
     style_size: Option<i64>,
-    /// Adam learning rate [default: 1e-3]
-    #[arg(long, value_name = "LR")]
-    lr: Option<f64>,
+    /// Adam learning rate
+    #[arg(long, value_name = "LR", default_value_t = DEFAULT_LR)]
+    lr: f64,
     /// Step decay: multiply the learning rate by this every --lr-decay-every steps
     #[arg(long, value_name = "FACTOR", requires = "lr_decay_every")]
     lr_decay: Option<f64>,
     /// Steps between learning-rate decays
     #[arg(long, value_name = "N")]
     lr_decay_every: Option<u64>,
-    /// Network architecture: johnson, johnson-half, multistyle26 [default: johnson]
-    #[arg(long, value_name = "ARCH")]
-    arch: Option<String>,
-    /// Seed of the weight initialisation, photo order and crops [default: 42]
-    #[arg(long, value_name = "N")]
-    seed: Option<u64>,
+    /// Network architecture: johnson, johnson-half, multistyle26
+    #[arg(long, value_name = "ARCH", default_value = DEFAULT_ARCH, value_parser = arch)]
+    arch: String,
+    /// Seed of the weight initialisation, photo order and crops
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
+    seed: u64,
 
-    /// auto, cpu, cuda or cuda:N
-    #[arg(long, value_name = "DEVICE", default_value = "auto")]
-    device: String,
-    /// f32, or mixed precision: bf16, f16 (CUDA only, with dynamic loss scaling) [default: f32]
-    #[arg(long, value_name = "PRECISION")]
-    precision: Option<String>,
-    /// CPU threads for the network (and photo decoding) [default: all cores]
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
+    #[command(flatten)]
+    run: RunArgs,
 
-    /// Steps between checkpoints [default: 1000]
-    #[arg(long, value_name = "N")]
-    checkpoint_every: Option<u64>,
-    /// Folder for the checkpoint [default: beside the output model]
+    /// Steps between checkpoints
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_EVERY)]
+    checkpoint_every: u64,
+    /// Folder for the checkpoint (default: beside the output model)
     #[arg(long, value_name = "DIR")]
     checkpoint_dir: Option<PathBuf>,
     /// Image stylized and written (as PNG, and to TensorBoard) every --sample-every steps
     #[arg(long, value_name = "IMAGE")]
     sample: Option<PathBuf>,
-    /// Steps between samples [default: --checkpoint-every]
+    /// Steps between samples (default: --checkpoint-every)
     #[arg(long, value_name = "N")]
     sample_every: Option<u64>,
-    /// Steps between reads of the losses for the progress line and logs [default: 10]
-    #[arg(long, value_name = "N")]
-    log_every: Option<u64>,
+    /// Steps between reads of the losses for the progress line and logs
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LOG_EVERY)]
+    log_every: u64,
     /// Folder for TensorBoard event files (scalars and samples)
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
@@ -150,108 +147,113 @@ pub struct Args {
     quiet: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+/// `--arch`: a preset `models::NetSpec::preset` knows.
+fn arch(name: &str) -> Result<String, models::Error> {
+    models::NetSpec::preset(name)?;
+    Ok(name.to_string())
+}
+
+/// Which of `train`'s flags were given on the command line: a flag left at its default is no
+/// override, so a resumed run keeps the checkpoint's value.
+pub struct Given<'a>(Option<&'a ArgMatches>);
+
+impl<'a> From<Option<&'a ArgMatches>> for Given<'a> {
+    fn from(matches: Option<&'a ArgMatches>) -> Self {
+        Given(matches)
+    }
+}
+
+impl Given<'_> {
+    fn flag(&self, id: &str) -> bool {
+        self.0.and_then(|matches| matches.value_source(id)) == Some(ValueSource::CommandLine)
+    }
+}
+
+impl Args {
+    /// The flags as the trainer's overrides: each given flag, `None` for the others.
+    fn overrides(&self, given: &Given) -> Overrides {
+        fn pick<T: Clone>(given: bool, value: &T) -> Option<T> {
+            given.then(|| value.clone())
+        }
+        Overrides {
+            style_images: self.styles.clone(),
+            data_dir: self.data.clone(),
+            output: self.output.clone(),
+            loss_net: pick(given.flag("loss_net"), &self.loss_net),
+            loss_weights: self.loss_weights.clone(),
+            content_taps: self.content_layers.clone(),
+            style_taps: self.style_layers.clone(),
+            style_layer_weights: self.style_layer_weights.clone(),
+            content_weight: self.content_weight,
+            style_weight: self.style_weight,
+            tv_weight: self.tv_weight,
+            steps: self.steps,
+            epochs: pick(given.flag("epochs"), &self.epochs),
+            batch_size: pick(given.flag("batch_size"), &self.batch_size),
+            image_size: pick(given.flag("image_size"), &self.image_size),
+            style_size: self.style_size,
+            lr: pick(given.flag("lr"), &self.lr),
+            lr_decay: self.lr_decay,
+            lr_decay_every: self.lr_decay_every,
+            arch: pick(given.flag("arch"), &self.arch),
+            seed: pick(given.flag("seed"), &self.seed),
+            precision: pick(given.flag("precision"), &self.run.precision),
+            checkpoint_every: pick(given.flag("checkpoint_every"), &self.checkpoint_every),
+            checkpoint_dir: self.checkpoint_dir.clone(),
+            sample_image: self.sample.clone(),
+            sample_every: self.sample_every,
+            log_every: pick(given.flag("log_every"), &self.log_every),
+            log_dir: self.log_dir.clone(),
+        }
+    }
+}
+
+pub fn run(args: Args, given: &Given) -> anyhow::Result<ExitCode> {
     // Every step allocates and frees activations of tens of MiB: from the heap instead of fresh
     // zeroed mmaps, a fifth less time per step at 256x256 batch 4 on the CPU (BENCHMARKS.md).
     infer::tune_allocator();
-    if let Some(n) = args.threads {
-        if n == 0 {
-            bail!("--threads must be at least 1");
-        }
+    if let Some(n) = args.run.threads {
         tch::set_num_threads(n as i32);
     }
-    let device = parse_device(&args.device).map_err(anyhow::Error::msg)?;
-
-    // The configuration: from the flags, or from the checkpoint (with --steps/--epochs).
-    let checkpoint = match &args.resume {
+    let device = args.run.device();
+    let resume = match &args.resume {
         Some(path) => Some(
             Checkpoint::load(path)
                 .with_context(|| format!("cannot resume from {}", path.display()))?,
         ),
         None => None,
     };
-    let photos = {
-        let data = match (&checkpoint, &args.data) {
-            (Some(c), _) => c.config.data_dir.clone(),
-            (None, Some(d)) => d.clone(),
-            (None, None) => bail!("--data is required"),
-        };
-        datasets::find_photos(&data)?
-    };
-    let config = match &checkpoint {
-        Some(c) => resumed_config(&args, &c.config, photos.files.len())?,
-        None => fresh_config(&args, photos.files.len())?,
-    };
-    config.validate()?;
-    let precision: Precision = config.precision.parse().map_err(anyhow::Error::msg)?;
-    precision.check_device(device).map_err(anyhow::Error::msg)?;
+    let resumed = resume.is_some();
+    let trainer::Prepared {
+        config,
+        precision,
+        mut trainer,
+        mut stream,
+        sample,
+        n_photos,
+        photo_warnings,
+    } = trainer::prepare(trainer::Launch {
+        overrides: args.overrides(given),
+        resume,
+        force: args.force,
+        device,
+        threads: args.run.threads,
+    })?;
     if let Some(warning) = models::precision::bf16_speed_warning(precision, device) {
         eprintln!("atelier: warning: {warning}");
     }
-
-    check_output(&config.output, args.force)?;
-    if let Some(dir) = config.checkpoint_path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-    }
-    check_writable(&config.checkpoint_path)?;
-    let style_images = config
-        .style_images
-        .iter()
-        .map(|p| trainer::load_style_image(p, config.style_size).context("style image"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let sample = match &config.sample_image {
-        Some(path) => Some(trainer::load_style_image(path, None).context("sample image")?),
-        None => None,
-    };
-    if config.loss_weights == Path::new(DEFAULT_VGG19_WEIGHTS) && !config.loss_weights.exists() {
-        bail!("{DEFAULT_VGG19_WEIGHTS} is missing: run `make vgg` to fetch the VGG-19 loss network, or give --loss-weights");
-    }
-    let vgg = trainer::train::load_loss_net(&config, device).context("loss network")?;
     let mut json_log = match &args.log_json {
         Some(path) => Some(
             std::fs::OpenOptions::new()
                 .create(true)
-                .append(checkpoint.is_some())
+                .append(resumed)
                 .write(true)
-                .truncate(checkpoint.is_none())
+                .truncate(!resumed)
                 .open(path)
                 .with_context(|| format!("cannot write {}", path.display()))?,
         ),
         None => None,
     };
-    if let Some(dir) = &config.log_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-
-    let n_threads = args
-        .threads
-        .unwrap_or_else(|| datasets::StreamConfig::default().n_threads)
-        .clamp(1, 8);
-    let stream_config = datasets::StreamConfig {
-        image_size: config.image_size,
-        batch_size: config.batch_size,
-        seed: config.seed,
-        n_threads,
-        ..Default::default()
-    };
-    let n_photos = photos.files.len();
-    let mut stream = match &checkpoint {
-        Some(c) => datasets::PhotoStream::resume(stream_config, photos.files, c.data_state)?,
-        None => datasets::PhotoStream::new(stream_config, photos.files)?,
-    };
-    if device.is_cuda() {
-        tch::Cuda::cudnn_set_benchmark(true);
-    }
-    let mut trainer = match &checkpoint {
-        Some(c) => {
-            Trainer::from_checkpoint(config.clone(), c, &style_images, vgg, device, precision)?
-        }
-        None => Trainer::new(config.clone(), &style_images, vgg, device, precision)?,
-    };
-    drop(checkpoint);
 
     // From here on, a signal finishes the step, saves and stops; a second one exits at once.
     let signal = Arc::new(AtomicUsize::new(0));
@@ -262,24 +264,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
     }
 
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(config.n_steps);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} steps  {elapsed_precise} ETA {eta_precise}  {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    };
+    let bar = progress_bar(!args.quiet, Some(config.n_steps), STEPS);
     let say = |bar: &ProgressBar, line: String| {
         if !args.quiet {
             bar.println(line);
         }
     };
-    for warning in &photos.warnings {
+    for warning in &photo_warnings {
         say(&bar, format!("warning: {warning}"));
     }
     say(
@@ -355,201 +346,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::from((128 + signal) as u8))
         }
-        // Long work was done: not a usage error. The message names the term, and the last
-        // good checkpoint is untouched.
+        // The message names the term, and the last good checkpoint is untouched.
         Err(e @ trainer::Error::NonFinite { .. }) => {
             eprintln!("atelier: error: {e}");
-            Ok(ExitCode::from(super::exit::PARTIAL))
+            Ok(ExitCode::from(exit::FAILED))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e).during_work(),
     }
-}
-
-/// Defaults, overridden by the flags given.
-fn fresh_config(args: &Args, n_photos: usize) -> anyhow::Result<TrainConfig> {
-    let (Some(data), Some(output)) = (&args.data, &args.output) else {
-        bail!("--style, --data and --output are required");
-    };
-    let loss_net = args.loss_net.clone().unwrap_or_else(|| "vgg19".to_string());
-    let kind: VggKind = loss_net.parse()?;
-    // Published recipes whose loss conventions equal ours (0-255 inputs, Gram / (c*h*w), mean
-    // squared errors): pytorch/examples for VGG-16, lengstrom/fast-style-transfer for VGG-19.
-    let (content_weight, style_weight, tv_weight) = match kind {
-        VggKind::Vgg16 => (1e5, 1e10, 0.0),
-        VggKind::Vgg19 => (7.5, 100.0, 200.0),
-    };
-    let taps =
-        |taps: Vec<models::vgg::Tap>| taps.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let style_taps = args
-        .style_layers
-        .clone()
-        .unwrap_or_else(|| taps(kind.default_style_taps()));
-    let batch_size = args.batch_size.unwrap_or(4);
-    let checkpoint_every = args.checkpoint_every.unwrap_or(1000);
-    let config = TrainConfig {
-        style_names: trainer::config::style_names(&args.styles),
-        style_images: args.styles.clone(),
-        data_dir: data.clone(),
-        output: output.clone(),
-        checkpoint_path: trainer::checkpoint::default_path(output, args.checkpoint_dir.as_deref()),
-        loss_weights: args
-            .loss_weights
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_VGG19_WEIGHTS)),
-        content_taps: args
-            .content_layers
-            .clone()
-            .unwrap_or_else(|| taps(kind.default_content_taps())),
-        style_layer_weights: args
-            .style_layer_weights
-            .clone()
-            .unwrap_or_else(|| vec![1.0; style_taps.len()]),
-        style_taps,
-        loss_net,
-        arch: args.arch.clone().unwrap_or_else(|| "johnson".to_string()),
-        n_steps: n_steps(args, n_photos, batch_size),
-        batch_size,
-        image_size: args.image_size.unwrap_or(256),
-        style_size: args.style_size,
-        content_weight: args.content_weight.unwrap_or(content_weight),
-        style_weight: args.style_weight.unwrap_or(style_weight),
-        tv_weight: args.tv_weight.unwrap_or(tv_weight),
-        lr: args.lr.unwrap_or(1e-3),
-        lr_decay: args.lr_decay.unwrap_or(1.0),
-        lr_decay_every: args.lr_decay_every,
-        seed: args.seed.unwrap_or(42),
-        precision: args.precision.clone().unwrap_or_else(|| "f32".to_string()),
-        checkpoint_every,
-        log_every: args.log_every.unwrap_or(10),
-        sample_image: args.sample.clone(),
-        sample_every: args.sample_every.unwrap_or(checkpoint_every),
-        log_dir: args.log_dir.clone(),
-    };
-    if kind == VggKind::Vgg16 && args.loss_weights.is_none() {
-        bail!("--loss-net vgg16 needs --loss-weights (torchvision's VGG-16 weights as .safetensors or .pth)");
-    }
-    models::NetSpec::preset(&config.arch)?;
-    Ok(config)
-}
-
-fn n_steps(args: &Args, n_photos: usize, batch_size: usize) -> u64 {
-    // The stream drops each epoch's last incomplete batch.
-    let per_epoch = (n_photos / batch_size.max(1)).max(1) as u64;
-    args.steps
-        .unwrap_or_else(|| args.epochs.unwrap_or(DEFAULT_EPOCHS) * per_epoch)
-}
-
-/// The checkpoint's configuration. Run-length, logging and device flags may change; training
-/// flags, if given, must agree with it (a resumed run must be the same run).
-fn resumed_config(
-    args: &Args,
-    saved: &TrainConfig,
-    n_photos: usize,
-) -> anyhow::Result<TrainConfig> {
-    let mut config = saved.clone();
-    fn same<T: PartialEq + std::fmt::Debug>(
-        flag: &str,
-        given: Option<T>,
-        saved: T,
-    ) -> anyhow::Result<()> {
-        match given {
-            Some(value) if value != saved => bail!(
-                "{flag} {value:?} differs from the checkpoint's {saved:?}; a resumed run keeps its configuration"
-            ),
-            _ => Ok(()),
-        }
-    }
-    same(
-        "--style",
-        (!args.styles.is_empty()).then(|| args.styles.clone()),
-        saved.style_images.clone(),
-    )?;
-    same("--data", args.data.clone(), saved.data_dir.clone())?;
-    same("--output", args.output.clone(), saved.output.clone())?;
-    same("--loss-net", args.loss_net.clone(), saved.loss_net.clone())?;
-    same(
-        "--loss-weights",
-        args.loss_weights.clone(),
-        saved.loss_weights.clone(),
-    )?;
-    same(
-        "--content-layers",
-        args.content_layers.clone(),
-        saved.content_taps.clone(),
-    )?;
-    same(
-        "--style-layers",
-        args.style_layers.clone(),
-        saved.style_taps.clone(),
-    )?;
-    same(
-        "--style-layer-weights",
-        args.style_layer_weights.clone(),
-        saved.style_layer_weights.clone(),
-    )?;
-    same(
-        "--content-weight",
-        args.content_weight,
-        saved.content_weight,
-    )?;
-    same("--style-weight", args.style_weight, saved.style_weight)?;
-    same("--tv-weight", args.tv_weight, saved.tv_weight)?;
-    same("--batch-size", args.batch_size, saved.batch_size)?;
-    same("--image-size", args.image_size, saved.image_size)?;
-    same("--style-size", args.style_size.map(Some), saved.style_size)?;
-    same("--lr", args.lr, saved.lr)?;
-    same("--lr-decay", args.lr_decay, saved.lr_decay)?;
-    same(
-        "--lr-decay-every",
-        args.lr_decay_every.map(Some),
-        saved.lr_decay_every,
-    )?;
-    same("--arch", args.arch.clone(), saved.arch.clone())?;
-    same("--seed", args.seed, saved.seed)?;
-    if args.steps.is_some() || args.epochs.is_some() {
-        config.n_steps = n_steps(args, n_photos, config.batch_size);
-    }
-    if let Some(precision) = &args.precision {
-        config.precision = precision.clone();
-    }
-    if let Some(n) = args.checkpoint_every {
-        config.checkpoint_every = n;
-    }
-    if let Some(n) = args.sample_every {
-        config.sample_every = n;
-    }
-    if let Some(n) = args.log_every {
-        config.log_every = n;
-    }
-    if args.sample.is_some() {
-        config.sample_image = args.sample.clone();
-    }
-    if args.log_dir.is_some() {
-        config.log_dir = args.log_dir.clone();
-    }
-    if let Some(dir) = &args.checkpoint_dir {
-        config.checkpoint_path = trainer::checkpoint::default_path(&config.output, Some(dir));
-    }
-    Ok(config)
-}
-
-/// The output must not exist (unless --force) and its folder must take a new file.
-fn check_output(output: &Path, force: bool) -> anyhow::Result<()> {
-    if output.exists() && !force {
-        bail!(
-            "{} already exists (use --force to overwrite it)",
-            output.display()
-        );
-    }
-    check_writable(output)
-}
-
-/// Creates and removes a temporary sibling of `path`: proves the folder exists and takes files.
-fn check_writable(path: &Path) -> anyhow::Result<()> {
-    let probe = models::file::temporary_sibling(path);
-    File::create(&probe).with_context(|| format!("cannot write beside {}", path.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
 }
 
 /// Quotes a path for a POSIX shell when it needs it.
@@ -560,5 +363,112 @@ fn shell_quote(path: &Path) -> String {
         text
     } else {
         format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches};
+
+    /// The overrides `atelier train ARGS...` passes to the trainer.
+    fn overrides(args: &[&str]) -> Overrides {
+        let argv = ["atelier", "train"].iter().chain(args);
+        let matches = crate::cmd::Cli::command().get_matches_from(argv);
+        let train = matches.subcommand_matches("train").unwrap();
+        let parsed = Args::from_arg_matches(train).unwrap();
+        parsed.overrides(&Given::from(Some(train)))
+    }
+
+    #[test]
+    fn flags_left_at_their_default_are_no_overrides() {
+        let none = overrides(&["--resume", "run.ckpt"]);
+        assert_eq!(none, Overrides::default());
+    }
+
+    #[test]
+    fn every_flag_given_becomes_its_override() {
+        let all = overrides(&[
+            "--style=a.jpg",
+            "--data=photos",
+            "--output=m.safetensors",
+            "--loss-net=vgg16",
+            "--loss-weights=w.pth",
+            "--content-layers=relu2_2",
+            "--style-layers=relu1_2,relu2_2",
+            "--style-layer-weights=1,2",
+            "--content-weight=1",
+            "--style-weight=2",
+            "--tv-weight=3",
+            "--epochs=5",
+            "--batch-size=2",
+            "--image-size=128",
+            "--style-size=64",
+            "--lr=0.5",
+            "--lr-decay=0.9",
+            "--lr-decay-every=10",
+            "--arch=johnson-half",
+            "--seed=7",
+            "--precision=bf16",
+            "--checkpoint-every=3",
+            "--checkpoint-dir=ckpt",
+            "--sample=s.png",
+            "--sample-every=4",
+            "--log-every=2",
+            "--log-dir=logs",
+        ]);
+        let expected = Overrides {
+            style_images: vec![PathBuf::from("a.jpg")],
+            data_dir: Some(PathBuf::from("photos")),
+            output: Some(PathBuf::from("m.safetensors")),
+            loss_net: Some(VggKind::Vgg16),
+            loss_weights: Some(PathBuf::from("w.pth")),
+            content_taps: Some(vec![Tap::Relu2_2]),
+            style_taps: Some(vec![Tap::Relu1_2, Tap::Relu2_2]),
+            style_layer_weights: Some(vec![1.0, 2.0]),
+            content_weight: Some(1.0),
+            style_weight: Some(2.0),
+            tv_weight: Some(3.0),
+            steps: None,
+            epochs: Some(5),
+            batch_size: Some(2),
+            image_size: Some(128),
+            style_size: Some(64),
+            lr: Some(0.5),
+            lr_decay: Some(0.9),
+            lr_decay_every: Some(10),
+            arch: Some("johnson-half".into()),
+            seed: Some(7),
+            precision: Some(models::Precision::Bf16),
+            checkpoint_every: Some(3),
+            checkpoint_dir: Some(PathBuf::from("ckpt")),
+            sample_image: Some(PathBuf::from("s.png")),
+            sample_every: Some(4),
+            log_every: Some(2),
+            log_dir: Some(PathBuf::from("logs")),
+        };
+        assert_eq!(all, expected);
+        // A value equal to the default still counts as given.
+        assert_eq!(overrides(&["--resume=r", "--seed=42"]).seed, Some(42));
+        assert_eq!(overrides(&["--resume=r", "--steps=9"]).steps, Some(9));
+    }
+
+    #[test]
+    fn bad_layers_nets_and_archs_are_refused_while_parsing() {
+        for bad in [
+            ["--content-layers", "relu9_9"],
+            ["--loss-net", "vgg11"],
+            ["--arch", "resnet"],
+            ["--precision", "f8"],
+            ["--device", "tpu"],
+            ["--threads", "0"],
+        ] {
+            let argv = ["atelier", "train", "--resume", "r"].into_iter().chain(bad);
+            let error = crate::cmd::Cli::command()
+                .try_get_matches_from(argv)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+        }
     }
 }

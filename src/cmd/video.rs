@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use infer::{Naming, PipelineOptions, TileMode, VideoOptions};
 
+use super::common::{progress_bar, FRAMES};
+use super::exit::DuringWork;
 use super::stylize::{finish, run_jobs, NetArgs, DEFAULT_BATCH};
 
 /// Stylize a video (frames, rate, size, rotation and audio kept) or a folder of frames
@@ -30,8 +31,8 @@ pub struct Args {
     codec: String,
     /// Encoder speed preset (`ffmpeg -preset`): ultrafast ... veryslow for libx264/libx265.
     /// Slower presets make smaller files at the same --crf; the encoder runs beside the
-    /// network, so on the CPU it slows stylizing down and on a GPU it can be the bottleneck
-    /// [default: veryfast for libx264/libx265, the encoder's own otherwise]
+    /// network, so on the CPU it slows stylizing down and on a GPU it can be the bottleneck.
+    /// Default: veryfast for libx264/libx265, the encoder's own otherwise
     #[arg(long, value_name = "NAME")]
     preset: Option<String>,
     /// Less flicker: blend each stylized frame with the previous output frame (0 = off, at 1
@@ -77,20 +78,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     infer::video::check_ffmpeg()?;
     let info = infer::video::probe(&args.input)?;
+    // Frames too small for the network are a bad input: refused here, before the work, rather
+    // than by `stylize_video` once it has started.
+    let (width, height) = resize.target(info.width, info.height);
+    let min = models::transformer::MIN_INPUT_SIDE as u32;
+    anyhow::ensure!(
+        width >= min && height >= min,
+        "{}: frames of {width}x{height} are too small for the network (at least {min}x{min})",
+        args.input.display()
+    );
     let stylizer = args.net.stylizer()?;
-    let bar = if !args.json && !args.quiet && std::io::stderr().is_terminal() {
-        let bar = match info.estimated_frames() {
-            Some(frames) => ProgressBar::new(frames),
-            None => ProgressBar::no_length(),
-        };
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} frames  {per_sec}  ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let show = !args.json && !args.quiet && std::io::stderr().is_terminal();
+    let bar = progress_bar(show, info.estimated_frames(), FRAMES);
     let options = VideoOptions {
         resize,
         codec: args.codec.clone(),
@@ -111,7 +110,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &options,
         &on_frame,
     )
-    .with_context(|| format!("cannot stylize {}", args.input.display()))?;
+    .with_context(|| format!("cannot stylize {}", args.input.display()))
+    .during_work()?;
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -150,7 +150,7 @@ fn frames_folder(args: &Args, resize: infer::Resize) -> anyhow::Result<ExitCode>
         tile: TileMode::Auto,
         quality: 95,
         max_batch: args.net.batch.unwrap_or(DEFAULT_BATCH),
-        threads: args.net.threads(),
+        threads: args.net.run.threads_or_all_cores(),
         memory_budget: None,
         smooth: args.smooth,
     };

@@ -19,6 +19,18 @@ pub enum Error {
     NotACheckpoint { path: PathBuf, reason: String },
     #[error("invalid training configuration: {0}")]
     Config(String),
+    /// Flags that do not fit together, or a resumed run's flag that disagrees with its
+    /// checkpoint; the message names the flags.
+    #[error("{0}")]
+    Flags(String),
+    /// One of the run's inputs failed to load: `what` says which (`style image`, `loss network`).
+    #[error("{what}: {source}")]
+    Input {
+        what: &'static str,
+        source: Box<Error>,
+    },
+    #[error("{path} is missing: run `make vgg` to fetch the VGG-19 loss network, or give --loss-weights")]
+    MissingVggWeights { path: PathBuf },
     #[error("the {term} loss became non-finite at step {step}; the last good checkpoint is kept")]
     NonFinite { term: String, step: u64 },
     #[error(transparent)]

@@ -7,6 +7,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod prepare;
+pub mod recipe;
 pub mod run;
 mod samples;
 pub mod state;
@@ -15,6 +17,8 @@ pub mod train;
 pub use checkpoint::Checkpoint;
 pub use config::TrainConfig;
 pub use error::{Error, Result};
+pub use prepare::{prepare, Launch, Prepared};
+pub use recipe::{recipe, Overrides, RunFiles};
 pub use train::{
     load_style_image, run, Event, LossValues, Outcome, StepLosses, StepReport, Trainer,
 };

@@ -191,7 +191,7 @@ impl Trainer {
         device: Device,
         precision: Precision,
     ) -> Result<Self> {
-        precision.check_device(device).map_err(Error::Config)?;
+        precision.check_device(device)?;
         if style_images.len() != config.style_images.len() {
             return Err(Error::Config(
                 "one decoded image per style is needed".into(),

@@ -1,0 +1,104 @@
+//! What the commands share: the typed device argument, the options of every command that runs
+//! a network (`RunArgs`), the precision check, and progress bars.
+
+use std::fmt;
+use std::str::FromStr;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use models::Precision;
+use tch::Device;
+
+/// `--device`: `auto` (CUDA if present), `cpu`, `cuda` or `cuda:N`, checked against the devices
+/// present when the arguments are parsed. Keeps the spelling given, for reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceArg {
+    pub device: Device,
+    given: String,
+}
+
+impl FromStr for DeviceArg {
+    type Err = models::Error;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(DeviceArg {
+            device: models::precision::parse_device(text)?,
+            given: text.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for DeviceArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.given)
+    }
+}
+
+/// Where and how a network runs: the options of every command that runs one (`stylize`,
+/// `video`, `sheet`, `train`; `bench` has its own defaults, see `bench::BenchRunArgs`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Where the network runs: auto (CUDA if present), cpu, cuda or cuda:N
+    #[arg(long, value_name = "DEVICE", default_value = "auto")]
+    pub device: DeviceArg,
+    /// Arithmetic of the network: f32, bf16 (CPU or CUDA) or f16 (CUDA; training scales the
+    /// loss dynamically)
+    #[arg(long, value_name = "PRECISION", default_value_t = Precision::F32)]
+    pub precision: Precision,
+    /// CPU threads for the network, and for decoding and encoding images (default: all cores)
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub threads: Option<usize>,
+}
+
+impl RunArgs {
+    pub fn device(&self) -> Device {
+        self.device.device
+    }
+
+    /// `--threads`, or every core.
+    pub fn threads_or_all_cores(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+    }
+}
+
+/// A count flag that must be at least 1 (`--threads`).
+pub fn at_least_one(text: &str) -> anyhow::Result<usize> {
+    let n: usize = text.parse()?;
+    anyhow::ensure!(n >= 1, "must be at least 1");
+    Ok(n)
+}
+
+/// Refuses a precision the device cannot run and warns where the CPU would emulate bf16.
+pub fn check_precision(precision: Precision, device: Device) -> anyhow::Result<()> {
+    precision.check_device(device)?;
+    if let Some(warning) = models::precision::bf16_speed_warning(precision, device) {
+        eprintln!("atelier: warning: {warning}");
+    }
+    Ok(())
+}
+
+/// Progress of many images: count, rate and time left.
+pub const IMAGES: &str = "{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}";
+/// Progress of a video's frames.
+pub const FRAMES: &str = "{bar:40} {pos}/{len} frames  {per_sec}  ETA {eta}";
+/// Progress of training, with the latest losses as the message.
+pub const STEPS: &str = "{bar:30} {pos}/{len} steps  {elapsed_precise} ETA {eta_precise}  {msg}";
+
+/// A progress bar on stderr in `template`, of `len` steps (`None`: unknown), or a hidden one
+/// when `show` is false.
+pub fn progress_bar(show: bool, len: Option<u64>, template: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(len) => ProgressBar::new(len),
+        None => ProgressBar::no_length(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
