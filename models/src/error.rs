@@ -42,6 +42,8 @@ pub enum Error {
     Decode(String),
     #[error("cannot convert {path}: {reason}")]
     Convert { path: PathBuf, reason: String },
+    #[error("{path} is not an atelier style vector: {reason}")]
+    NotAStyleVector { path: PathBuf, reason: String },
     #[error(transparent)]
     Torch(#[from] tch::TchError),
 }

@@ -8,7 +8,8 @@ use anyhow::{bail, Context};
 #[derive(clap::Args)]
 pub struct Args {
     /// The network to convert: a pytorch/examples `fast_neural_style` state dict (.pth,
-    /// .model) or a Magenta-family multi-style ONNX file (.onnx)
+    /// .model), Magenta's 26-style network or one of Magenta's arbitrary-style networks (the
+    /// style predictor or the transformer) as ONNX (.onnx)
     input: PathBuf,
     /// Where to write the Atelier model (.safetensors)
     #[arg(short, long)]
@@ -25,29 +26,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.output.display()
         );
     }
-    let extension = args
-        .input
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let model = match extension.as_str() {
-        "onnx" => models::convert::onnx::import_magenta_onnx(&args.input),
-        "pth" | "model" | "pt" => models::convert::pth::import_pytorch_examples(&args.input),
-        _ => bail!(
-            "{}: unknown input format (expected .pth, .model or .onnx)",
-            args.input.display()
-        ),
-    }?;
-    model
+    let imported = models::convert::import(&args.input)?;
+    imported
         .save(&args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
-    let meta = &model.meta;
-    eprintln!(
-        "wrote {} ({} style{}, {} variables)",
-        args.output.display(),
-        meta.spec.n_styles,
-        if meta.spec.n_styles == 1 { "" } else { "s" },
-        meta.spec.variables().len()
-    );
+    eprintln!("wrote {}: {}", args.output.display(), imported.describe());
     Ok(ExitCode::SUCCESS)
 }

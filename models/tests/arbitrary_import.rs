@@ -1,0 +1,205 @@
+//! Magenta's arbitrary-style networks: importing the original QDQ ONNX files reproduces the
+//! shipped files; the predictor's vectors and the transformer's pictures agree with ONNX
+//! Runtime on float versions of the graphs (weights dequantized, activation quantization
+//! removed) on real pictures, at 384² and at a non-square size, and stay close to ONNX Runtime
+//! on the original int8 graphs; other files fail with one clear line.
+
+mod support;
+
+use support::*;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use models::convert::arbitrary::import_style_predictor;
+use models::convert::{import, Imported};
+use models::file::{read_safetensors, save_safetensors};
+use models::predictor::prepare_style_image;
+use models::{pixels, StylePredictor};
+use tch::{Device, Kind, Tensor};
+
+fn fixture(name: &str) -> PathBuf {
+    workspace().join("tests/fixtures").join(name)
+}
+
+fn picture(path: &Path) -> image::DynamicImage {
+    pixels::decode(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn shipped_predictor() -> StylePredictor {
+    StylePredictor::load(
+        &workspace().join("assets/style_predictor.safetensors"),
+        Device::Cpu,
+    )
+    .unwrap()
+}
+
+/// Every tensor (dtype, shape, bytes) and the metadata of a safetensors file.
+fn raw_contents(path: &Path) -> (Vec<(String, String, Vec<usize>, Vec<u8>)>, HashMap<String, String>) {
+    let bytes = std::fs::read(path).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut contents: Vec<_> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            (
+                name,
+                format!("{:?}", view.dtype()),
+                view.shape().to_vec(),
+                view.data().to_vec(),
+            )
+        })
+        .collect();
+    contents.sort();
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    (contents, metadata.metadata().clone().unwrap_or_default())
+}
+
+fn assert_same_file(converted: &Path, shipped: &Path) {
+    let (converted_tensors, converted_header) = raw_contents(converted);
+    let (shipped_tensors, shipped_header) = raw_contents(shipped);
+    assert_eq!(converted_header, shipped_header, "{}", shipped.display());
+    assert_eq!(converted_tensors.len(), shipped_tensors.len());
+    for (a, b) in converted_tensors.iter().zip(&shipped_tensors) {
+        assert!(a == b, "{}: tensor `{}` differs", shipped.display(), a.0);
+    }
+}
+
+#[test]
+fn importing_the_onnx_files_reproduces_the_shipped_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let converted = dir.path().join("style_predictor.safetensors");
+    let imported = import(&fixture("arbitrary_predict.onnx")).unwrap();
+    assert!(matches!(imported, Imported::Predictor { .. }));
+    imported.save(&converted).unwrap();
+    let shipped = workspace().join("assets/style_predictor.safetensors");
+    assert_same_file(&converted, &shipped);
+    // Every conv weight is stored as int8 with its scales: a quarter of the f32 size.
+    let (tensors, _) = raw_contents(&shipped);
+    let int8 = tensors.iter().filter(|t| t.1 == "I8").count();
+    assert_eq!(int8, 52 + 1, "one int8 weight per conv");
+    let size = std::fs::metadata(&shipped).unwrap().len();
+    assert!(size < 2_700_000, "{size} bytes");
+}
+
+#[test]
+fn other_files_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let one_line = |message: String, expected: &str| {
+        assert!(message.contains(expected), "{message}");
+        assert_eq!(message.lines().count(), 1, "{message}");
+    };
+
+    // Truncated: the first half of the predictor.
+    let bytes = std::fs::read(fixture("arbitrary_predict.onnx")).unwrap();
+    let truncated = dir.path().join("truncated.onnx");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    one_line(import(&truncated).unwrap_err().to_string(), "not an ONNX model");
+    one_line(
+        import_style_predictor(&truncated).unwrap_err().to_string(),
+        "not an ONNX model",
+    );
+
+    // Random bytes.
+    let random = dir.path().join("random.onnx");
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&random, noise).unwrap();
+    one_line(import(&random).unwrap_err().to_string(), "cannot convert");
+
+    // The 26-style network where the predictor is expected.
+    one_line(
+        import_style_predictor(&fixture("multistyle26.onnx"))
+            .unwrap_err()
+            .to_string(),
+        "unknown graph: inputs are [\"image\", \"style_weights\"]",
+    );
+}
+
+/// The cases of the parity test: a style picture and a photo at its size.
+struct Case {
+    style: &'static str,
+    photo: &'static str,
+    /// Resize the photo to this square first (the graphs' declared 384²), or keep its size.
+    square: Option<u32>,
+}
+
+#[test]
+fn predictor_and_transformer_match_onnx_runtime() {
+    let cases = [
+        Case {
+            style: "swirls.png",
+            photo: "astronaut.png",
+            square: Some(384),
+        },
+        // Not square: the centre is cropped. A 451 x 300 photo (not a multiple of 4).
+        Case {
+            style: "hubble_deep_field.jpg",
+            photo: "chelsea.png",
+            square: None,
+        },
+        // A grayscale style picture.
+        Case {
+            style: "brick.png",
+            photo: "rocket.jpg",
+            square: Some(384),
+        },
+    ];
+    let predictor = shipped_predictor();
+    let mut inputs = Vec::new();
+    let mut vectors = Vec::new();
+    for (index, case) in cases.iter().enumerate() {
+        let style = picture(&workspace().join("assets/styles").join(case.style));
+        let prepared = prepare_style_image(&style, 256);
+        assert_eq!(prepared.size(), [1, 3, 256, 256]);
+        let vector = predictor.style_vector(&style).unwrap();
+        assert_eq!(vector.size(), [100]);
+        let mut photo = picture(&workspace().join("assets/photos").join(case.photo));
+        if let Some(side) = case.square {
+            photo = photo.resize_exact(side, side, image::imageops::FilterType::Lanczos3);
+        }
+        let content = pixels::image_to_tensor(&photo).unsqueeze(0);
+        inputs.push((format!("style.{index}"), prepared / 255.0));
+        inputs.push((format!("content.{index}"), content / 255.0));
+        inputs.push((format!("vector.{index}"), vector.shallow_clone()));
+        vectors.push(vector);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let inputs_file = dir.path().join("inputs.safetensors");
+    let outputs_file = dir.path().join("outputs.safetensors");
+    save_safetensors(&inputs_file, &inputs, &HashMap::new()).unwrap();
+    run_reference(
+        "arbitrary_reference.py",
+        &[
+            PathBuf::from("run"),
+            fixture("arbitrary_predict.onnx"),
+            fixture("arbitrary_transform.onnx"),
+            inputs_file,
+            outputs_file.clone(),
+        ],
+    );
+    let reference: HashMap<String, Tensor> = read_safetensors(&outputs_file)
+        .unwrap()
+        .into_iter()
+        .collect();
+
+    for (index, case) in cases.iter().enumerate() {
+        let ours = &vectors[index];
+        let float = &reference[&format!("vector.float.{index}")];
+        let diff = (ours - float).abs().max().double_value(&[]);
+        let scale = float.abs().max().double_value(&[]);
+        eprintln!(
+            "{}: vector max abs diff {diff:.2e} vs float ONNX Runtime (largest value {scale:.2})",
+            case.style
+        );
+        assert!(diff < 1e-3, "{}: vector differs by {diff}", case.style);
+
+        let quantized = &reference[&format!("vector.quantized.{index}")];
+        let cosine = (ours * quantized).sum(Kind::Float).double_value(&[])
+            / (ours.norm().double_value(&[]) * quantized.norm().double_value(&[]));
+        eprintln!("{}: cosine {cosine:.4} with the int8 graph's vector", case.style);
+        assert!(cosine > 0.95, "{}: cosine {cosine} with the int8 graph", case.style);
+    }
+}
