@@ -21,6 +21,6 @@ pub use error::{Error, Result};
 pub use file::{Model, ModelMeta, TrainingSummary};
 pub use precision::Precision;
 pub use predictor::{PredictorSpec, StylePredictor};
-pub use spec::NetSpec;
+pub use spec::{Conditioning, NetSpec, Preset, Structure};
 pub use transformer::{NormStats, StyleParams, TransformerNet};
 pub use vgg::{Tap, Vgg, VggKind};
