@@ -15,7 +15,7 @@ use models::convert::arbitrary::import_style_predictor;
 use models::convert::{import, Imported};
 use models::file::{read_safetensors, save_safetensors};
 use models::predictor::prepare_style_image;
-use models::{pixels, StylePredictor};
+use models::{pixels, Model, StylePredictor};
 use tch::{Device, Kind, Tensor};
 
 fn fixture(name: &str) -> PathBuf {
@@ -55,10 +55,26 @@ fn raw_contents(path: &Path) -> (Vec<(String, String, Vec<usize>, Vec<u8>)>, Has
     (contents, metadata.metadata().clone().unwrap_or_default())
 }
 
+/// Same tensors, byte for byte, and the same header. (Not the same file bytes: the header's
+/// keys, and those of the JSON in it, are written in hash order.)
 fn assert_same_file(converted: &Path, shipped: &Path) {
     let (converted_tensors, converted_header) = raw_contents(converted);
     let (shipped_tensors, shipped_header) = raw_contents(shipped);
-    assert_eq!(converted_header, shipped_header, "{}", shipped.display());
+    let parsed = |header: HashMap<String, String>| -> HashMap<String, serde_json::Value> {
+        header
+            .into_iter()
+            .map(|(k, v)| {
+                let value = serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v));
+                (k, value)
+            })
+            .collect()
+    };
+    assert_eq!(
+        parsed(converted_header),
+        parsed(shipped_header),
+        "{}",
+        shipped.display()
+    );
     assert_eq!(converted_tensors.len(), shipped_tensors.len());
     for (a, b) in converted_tensors.iter().zip(&shipped_tensors) {
         assert!(a == b, "{}: tensor `{}` differs", shipped.display(), a.0);
@@ -74,6 +90,20 @@ fn importing_the_onnx_files_reproduces_the_shipped_files() {
     imported.save(&converted).unwrap();
     let shipped = workspace().join("assets/style_predictor.safetensors");
     assert_same_file(&converted, &shipped);
+
+    let converted_transformer = dir.path().join("arbitrary.safetensors");
+    let imported = import(&fixture("arbitrary_transform.onnx")).unwrap();
+    let Imported::Transformer { model, quantized } = &imported else {
+        panic!("the transformer was not read as a style network");
+    };
+    assert_eq!(model.meta.spec, models::NetSpec::arbitrary());
+    // Every conv weight (16 on the main path, 26 maps from the style vector) is int8.
+    assert_eq!(quantized.len(), 42);
+    imported.save(&converted_transformer).unwrap();
+    assert_same_file(
+        &converted_transformer,
+        &workspace().join("assets/arbitrary.safetensors"),
+    );
     // Every conv weight is stored as int8 with its scales: a quarter of the f32 size.
     let (tensors, _) = raw_contents(&shipped);
     let int8 = tensors.iter().filter(|t| t.1 == "I8").count();
@@ -147,6 +177,9 @@ fn predictor_and_transformer_match_onnx_runtime() {
         },
     ];
     let predictor = shipped_predictor();
+    let transformer =
+        Model::load(&workspace().join("assets/arbitrary.safetensors"), Device::Cpu).unwrap();
+    let mut stylized = Vec::new();
     let mut inputs = Vec::new();
     let mut vectors = Vec::new();
     for (index, case) in cases.iter().enumerate() {
@@ -160,6 +193,10 @@ fn predictor_and_transformer_match_onnx_runtime() {
             photo = photo.resize_exact(side, side, image::imageops::FilterType::Lanczos3);
         }
         let content = pixels::image_to_tensor(&photo).unsqueeze(0);
+        let params = transformer.net.vector_style_params(&vector).unwrap();
+        let output = tch::no_grad(|| transformer.net.forward(&content, &params)).unwrap();
+        assert_eq!(output.size(), content.size());
+        stylized.push(output / 255.0);
         inputs.push((format!("style.{index}"), prepared / 255.0));
         inputs.push((format!("content.{index}"), content / 255.0));
         inputs.push((format!("vector.{index}"), vector.shallow_clone()));
@@ -201,5 +238,41 @@ fn predictor_and_transformer_match_onnx_runtime() {
             / (ours.norm().double_value(&[]) * quantized.norm().double_value(&[]));
         eprintln!("{}: cosine {cosine:.4} with the int8 graph's vector", case.style);
         assert!(cosine > 0.95, "{}: cosine {cosine} with the int8 graph", case.style);
+
+        let ours = &stylized[index];
+        let float = &reference[&format!("stylized.float.{index}")];
+        let diff = (ours - float).abs();
+        let (mean, max) = (
+            diff.mean(Kind::Float).double_value(&[]),
+            diff.max().double_value(&[]),
+        );
+        let size = ours.size();
+        eprintln!(
+            "{} on {} ({}x{}): mean abs diff {mean:.2e}, max {max:.2e} vs float ONNX Runtime",
+            case.style, case.photo, size[3], size[2]
+        );
+        assert!(mean < 1e-3, "{}: mean abs difference {mean}", case.photo);
+        assert!(max < 2e-2, "{}: max abs difference {max}", case.photo);
+
+        // The int8 transformer at its declared 384², on the same photo and vector.
+        if let Some(quantized) = reference.get(&format!("stylized.quantized.{index}")) {
+            let diff = (ours - quantized).abs();
+            let (mean, max) = (
+                diff.mean(Kind::Float).double_value(&[]),
+                diff.max().double_value(&[]),
+            );
+            eprintln!(
+                "{} on {}: mean abs diff {mean:.3}, max {max:.2} vs the int8 transformer",
+                case.style, case.photo
+            );
+            assert!(mean < 0.06, "{}: mean abs difference {mean} vs int8", case.photo);
+            // Both int8 graphs end to end (their own vector too): measured, not bounded here.
+            let end_to_end = &reference[&format!("stylized.quantized_end_to_end.{index}")];
+            let mean = (ours - end_to_end).abs().mean(Kind::Float).double_value(&[]);
+            eprintln!(
+                "{} on {}: mean abs diff {mean:.3} vs both int8 graphs end to end",
+                case.style, case.photo
+            );
+        }
     }
 }

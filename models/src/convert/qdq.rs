@@ -89,6 +89,8 @@ pub(crate) struct QdqGraph {
     constants: HashMap<String, Constant>,
     /// Node index producing each value.
     producers: HashMap<String, usize>,
+    /// Indices of the nodes reading each value.
+    consumers: HashMap<String, Vec<usize>>,
     pub inputs: Vec<String>,
 }
 
@@ -106,15 +108,20 @@ impl QdqGraph {
             constants.insert(name, constant);
         }
         let mut producers = HashMap::new();
+        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
         for (index, node) in graph.node.iter().enumerate() {
             for output in &node.output {
                 producers.insert(output.clone(), index);
+            }
+            for input in &node.input {
+                consumers.entry(input.clone()).or_default().push(index);
             }
         }
         let qdq = Self {
             nodes: graph.node,
             constants,
             producers,
+            consumers,
             inputs,
         };
         qdq.check_quantization()?;
@@ -158,6 +165,24 @@ impl QdqGraph {
         self.nodes
             .iter()
             .filter(|n| !matches!(op(n), "QuantizeLinear" | "DequantizeLinear"))
+    }
+
+    /// The compute nodes that read `value` once activation quantization is dropped: its
+    /// readers, with QuantizeLinear/DequantizeLinear nodes looked through.
+    pub fn float_consumers(&self, value: &str) -> Vec<&proto::NodeProto> {
+        let mut found = Vec::new();
+        let mut pending = vec![value.to_string()];
+        while let Some(value) = pending.pop() {
+            for &index in self.consumers.get(&value).into_iter().flatten() {
+                let node = &self.nodes[index];
+                if matches!(op(node), "QuantizeLinear" | "DequantizeLinear") {
+                    pending.extend(node.output.iter().cloned());
+                } else {
+                    found.push(node);
+                }
+            }
+        }
+        found
     }
 
     /// How many compute nodes of each op type the graph has.
