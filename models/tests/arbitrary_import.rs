@@ -35,7 +35,12 @@ fn shipped_predictor() -> StylePredictor {
 }
 
 /// Every tensor (dtype, shape, bytes) and the metadata of a safetensors file.
-fn raw_contents(path: &Path) -> (Vec<(String, String, Vec<usize>, Vec<u8>)>, HashMap<String, String>) {
+fn raw_contents(
+    path: &Path,
+) -> (
+    Vec<(String, String, Vec<usize>, Vec<u8>)>,
+    HashMap<String, String>,
+) {
     let bytes = std::fs::read(path).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut contents: Vec<_> = tensors
@@ -124,7 +129,10 @@ fn other_files_are_one_line_errors() {
     let bytes = std::fs::read(fixture("arbitrary_predict.onnx")).unwrap();
     let truncated = dir.path().join("truncated.onnx");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    one_line(import(&truncated).unwrap_err().to_string(), "not an ONNX model");
+    one_line(
+        import(&truncated).unwrap_err().to_string(),
+        "not an ONNX model",
+    );
     one_line(
         import_style_predictor(&truncated).unwrap_err().to_string(),
         "not an ONNX model",
@@ -177,8 +185,11 @@ fn predictor_and_transformer_match_onnx_runtime() {
         },
     ];
     let predictor = shipped_predictor();
-    let transformer =
-        Model::load(&workspace().join("assets/arbitrary.safetensors"), Device::Cpu).unwrap();
+    let transformer = Model::load(
+        &workspace().join("assets/arbitrary.safetensors"),
+        Device::Cpu,
+    )
+    .unwrap();
     let mut stylized = Vec::new();
     let mut inputs = Vec::new();
     let mut vectors = Vec::new();
@@ -236,8 +247,15 @@ fn predictor_and_transformer_match_onnx_runtime() {
         let quantized = &reference[&format!("vector.quantized.{index}")];
         let cosine = (ours * quantized).sum(Kind::Float).double_value(&[])
             / (ours.norm().double_value(&[]) * quantized.norm().double_value(&[]));
-        eprintln!("{}: cosine {cosine:.4} with the int8 graph's vector", case.style);
-        assert!(cosine > 0.95, "{}: cosine {cosine} with the int8 graph", case.style);
+        eprintln!(
+            "{}: cosine {cosine:.4} with the int8 graph's vector",
+            case.style
+        );
+        assert!(
+            cosine > 0.95,
+            "{}: cosine {cosine} with the int8 graph",
+            case.style
+        );
 
         let ours = &stylized[index];
         let float = &reference[&format!("stylized.float.{index}")];
@@ -265,10 +283,17 @@ fn predictor_and_transformer_match_onnx_runtime() {
                 "{} on {}: mean abs diff {mean:.3}, max {max:.2} vs the int8 transformer",
                 case.style, case.photo
             );
-            assert!(mean < 0.06, "{}: mean abs difference {mean} vs int8", case.photo);
+            assert!(
+                mean < 0.06,
+                "{}: mean abs difference {mean} vs int8",
+                case.photo
+            );
             // Both int8 graphs end to end (their own vector too): measured, not bounded here.
             let end_to_end = &reference[&format!("stylized.quantized_end_to_end.{index}")];
-            let mean = (ours - end_to_end).abs().mean(Kind::Float).double_value(&[]);
+            let mean = (ours - end_to_end)
+                .abs()
+                .mean(Kind::Float)
+                .double_value(&[]);
             eprintln!(
                 "{} on {}: mean abs diff {mean:.3} vs both int8 graphs end to end",
                 case.style, case.photo

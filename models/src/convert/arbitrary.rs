@@ -267,15 +267,25 @@ fn norm_weights(
         return Ok(Vec::new());
     };
     let Conditioning::Vector { dim } = norm.conditioning else {
-        return Err(format!("the norm `{}` is not conditioned on a style vector", norm.name));
+        return Err(format!(
+            "the norm `{}` is not conditioned on a style vector",
+            norm.name
+        ));
     };
     let mut named = Vec::new();
     for (part, onnx_conv, consumer) in [("gamma", "Conv_1", "Mul"), ("beta", "Conv", "Sub")] {
         let source = format!("style_params/{prefix}/StyleNorm/{onnx_conv}/weights");
-        let conv = convs
-            .get(source.as_str())
-            .ok_or_else(|| format!("unknown graph: no conv `{source}` for the norm `{}`", norm.name))?;
-        if !graph.float_consumers(&conv.output[0]).iter().any(|n| op(n) == consumer) {
+        let conv = convs.get(source.as_str()).ok_or_else(|| {
+            format!(
+                "unknown graph: no conv `{source}` for the norm `{}`",
+                norm.name
+            )
+        })?;
+        if !graph
+            .float_consumers(&conv.output[0])
+            .iter()
+            .any(|n| op(n) == consumer)
+        {
             return Err(format!(
                 "unknown graph: `{source}` does not feed a {consumer}, as the norm's {part} would"
             ));
@@ -294,7 +304,11 @@ fn norm_weights(
             values: w.values.view(shape),
             scales: w.scales,
         });
-        named.push((format!("{}.{part}.weight", norm.name), weight.view(shape), int8));
+        named.push((
+            format!("{}.{part}.weight", norm.name),
+            weight.view(shape),
+            int8,
+        ));
         named.push((format!("{}.{part}.bias", norm.name), bias, None));
     }
     Ok(named)
@@ -311,7 +325,11 @@ fn conv_constants(
     let int8 = graph.int8_weight(weight_input);
     let bias = match conv.input.get(2) {
         Some(b) if graph.is_constant(b) => graph.constant(b)?,
-        Some(_) => return Err(format!("unknown graph: the Conv of `{name}` has a computed bias")),
+        Some(_) => {
+            return Err(format!(
+                "unknown graph: the Conv of `{name}` has a computed bias"
+            ))
+        }
         None => Tensor::zeros([weight.size()[0]], (tch::Kind::Float, Device::Cpu)),
     };
     Ok(((weight, int8), bias))
@@ -369,7 +387,14 @@ fn predictor_weights(
             graph.inputs
         ));
     }
-    let allowed = ["Conv", "Clip", "Add", "GlobalAveragePool", "Reshape", "Transpose"];
+    let allowed = [
+        "Conv",
+        "Clip",
+        "Add",
+        "GlobalAveragePool",
+        "Reshape",
+        "Transpose",
+    ];
     let counts = graph.op_counts();
     if let Some(other) = counts.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(format!(
@@ -455,11 +480,17 @@ fn predictor_weights(
 
 /// Blocks that add their input back (stride 1, same width in and out).
 fn residual_blocks(layers: &[PredictorLayer]) -> usize {
-    let blocks = layers.iter().filter_map(|l| l.role.block()).max().map_or(0, |b| b + 1);
+    let blocks = layers
+        .iter()
+        .filter_map(|l| l.role.block())
+        .max()
+        .map_or(0, |b| b + 1);
     (0..blocks)
         .filter(|&b| {
-            let convs: Vec<&PredictorLayer> =
-                layers.iter().filter(|l| l.role.block() == Some(b)).collect();
+            let convs: Vec<&PredictorLayer> = layers
+                .iter()
+                .filter(|l| l.role.block() == Some(b))
+                .collect();
             match (convs.first(), convs.last()) {
                 (Some(first), Some(last)) => {
                     first.in_channels == last.out_channels && convs.iter().all(|l| l.stride == 1)

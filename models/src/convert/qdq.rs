@@ -277,7 +277,10 @@ impl QdqGraph {
 
     /// `(q - zero_point) · scale` of a DequantizeLinear of an initializer, per `axis` when the
     /// scale is a vector: one f32 product per value, as ONNX Runtime computes it.
-    fn dequantize(&self, node: &proto::NodeProto) -> std::result::Result<(Vec<i64>, Vec<f32>), String> {
+    fn dequantize(
+        &self,
+        node: &proto::NodeProto,
+    ) -> std::result::Result<(Vec<i64>, Vec<f32>), String> {
         let get = |index: usize| node.input.get(index).and_then(|n| self.constants.get(n));
         let name = &node.input[0];
         let data = get(0).ok_or_else(|| format!("unknown graph: no initializer `{name}`"))?;
@@ -289,20 +292,20 @@ impl QdqGraph {
             return Err(format!("unknown graph: the scale of `{name}` is not float"));
         };
         let zero_points = match get(2) {
-            Some(z) => z
-                .values
-                .integers()
-                .ok_or_else(|| format!("unknown graph: the zero point of `{name}` is not integer"))?,
+            Some(z) => z.values.integers().ok_or_else(|| {
+                format!("unknown graph: the zero point of `{name}` is not integer")
+            })?,
             None => vec![0],
         };
         // Index of the scale each value uses: all the same, or by position along `axis`.
         let per_axis = scales.len() > 1;
         let (channels, inner) = if per_axis {
-            let axis = usize::try_from(axis(node).rem_euclid(data.dims.len().max(1) as i64))
-                .unwrap_or(0);
+            let axis =
+                usize::try_from(axis(node).rem_euclid(data.dims.len().max(1) as i64)).unwrap_or(0);
             let channels = data.dims.get(axis).copied().unwrap_or(0);
             let inner: i64 = data.dims[axis + 1..].iter().product();
-            if channels as usize != scales.len() || (zero_points.len() != 1 && zero_points.len() != scales.len())
+            if channels as usize != scales.len()
+                || (zero_points.len() != 1 && zero_points.len() != scales.len())
             {
                 return Err(format!(
                     "unknown graph: `{name}` has {} scales and {} zero points for {channels} channels",
@@ -319,7 +322,11 @@ impl QdqGraph {
             .enumerate()
             .map(|(i, &v)| {
                 let c = (i / inner) % channels;
-                let zero = zero_points.get(c).or(zero_points.first()).copied().unwrap_or(0);
+                let zero = zero_points
+                    .get(c)
+                    .or(zero_points.first())
+                    .copied()
+                    .unwrap_or(0);
                 (v - zero) as f32 * scales[c]
             })
             .collect();
@@ -395,7 +402,11 @@ fn constant_from_proto(tensor: &proto::TensorProto) -> std::result::Result<Const
     };
     let numel: i64 = tensor.dims.iter().product();
     if values.len() as i64 != numel {
-        return Err(format!("{} values for shape {:?}", values.len(), tensor.dims));
+        return Err(format!(
+            "{} values for shape {:?}",
+            values.len(),
+            tensor.dims
+        ));
     }
     Ok(Constant {
         dims: tensor.dims.clone(),
