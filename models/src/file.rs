@@ -2,7 +2,8 @@
 //! trained style travels as a single self-describing file.
 //!
 //! `__metadata__` keys: `format` = "atelier-model", `format_version`, `spec` (NetSpec as JSON),
-//! `styles` (JSON array of names, in conditional-norm row order) and `training` (JSON, optional).
+//! `styles` (JSON array of names, in conditional-norm row order; empty for a network whose norms
+//! come from a style vector) and `training` (JSON, optional).
 //! Tensors: exactly `NetSpec::variables()`, f32.
 
 use std::collections::HashMap;

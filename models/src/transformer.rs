@@ -3,9 +3,14 @@
 //! Johnson, Alahi, Li, "Perceptual Losses for Real-Time Style Transfer and Super-Resolution"
 //! (ECCV 2016), with instance norm (Ulyanov, Vedaldi, Lempitsky 2016) and, for several styles,
 //! conditional instance norm (Dumoulin, Shlens, Kudlur, "A Learned Representation for Artistic
-//! Style", ICLR 2017). Layout and variable names follow pytorch/examples `fast_neural_style`
-//! (`transformer_net.py`), so its saved state dicts load unchanged. Weights: trained by
-//! `atelier train`, converted by `atelier convert`, or the built-in 26-style network.
+//! Style", ICLR 2017), or with norms computed from a style vector (Ghiasi, Lee, Kudlur,
+//! Dumoulin, Shlens, "Exploring the Structure of a Real-Time, Arbitrary Neural Artistic
+//! Stylization Network", BMVC 2017). Layout and variable names follow pytorch/examples
+//! `fast_neural_style` (`transformer_net.py`), so its saved state dicts load unchanged; the
+//! layers are the ones `NetSpec::structure` lists. Weights: trained by `atelier train`,
+//! converted by `atelier convert` (pytorch/examples files, Magenta's multi-style network), or
+//! the built-in 26-style network; the `arbitrary` preset is laid out for Magenta's
+//! arbitrary-stylization transformer weights (Apache-2.0).
 
 use tch::{nn, Kind, Tensor};
 
