@@ -787,7 +787,7 @@ mod tests {
     #[test]
     fn style_vectors_condition_the_arbitrary_network_only() {
         tch::manual_seed(3);
-        let (_vs, arbitrary) = noisy_net(&NetSpec::arbitrary());
+        let (mut vs, arbitrary) = noisy_net(&NetSpec::arbitrary());
         let input = Tensor::rand([1, 3, 20, 29], (Kind::Float, Device::Cpu)) * 255.0;
         let stylize = |v: &Tensor| {
             let params = arbitrary.vector_style_params(v).unwrap();
@@ -818,6 +818,15 @@ mod tests {
         refused(arbitrary.vector_style_params(&nan), "non-finite");
         refused(arbitrary.style_params(&[1.0]), "takes a style vector");
         refused(arbitrary.single_style_params(0), "takes a style vector");
+
+        // In bf16, γ/β come out in the network's kind, and the picture stays close.
+        vs.set_kind(Kind::BFloat16);
+        let params = arbitrary.vector_style_params(&a).unwrap();
+        let input_bf16 = input.to_kind(Kind::BFloat16);
+        let out_bf16 = tch::no_grad(|| arbitrary.forward(&input_bf16, &params)).unwrap();
+        assert_eq!(out_bf16.kind(), Kind::BFloat16);
+        let error = relative_error(&out_bf16.to_kind(Kind::Float), &out_a);
+        assert!(error < 3e-2, "bf16: relative error {error:e}");
 
         let (_vs, johnson) = noisy_net(&NetSpec::johnson_half());
         refused(
