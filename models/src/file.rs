@@ -2,7 +2,8 @@
 //! trained style travels as a single self-describing file.
 //!
 //! `__metadata__` keys: `format` = "atelier-model", `format_version`, `spec` (NetSpec as JSON),
-//! `styles` (JSON array of names, in conditional-norm row order) and `training` (JSON, optional).
+//! `styles` (JSON array of names, in conditional-norm row order; empty for a network whose norms
+//! come from a style vector) and `training` (JSON, optional).
 //! Tensors: exactly `NetSpec::variables()`, each f32, or int8 with one f32 scale per output
 //! channel (see `Int8Weight`): an int8 tensor `name` beside an f32 tensor `name.qscale`
 //! (`[out_channels]`), dequantized at load (`w = q · scale[oc]`). Quantized storage keeps
