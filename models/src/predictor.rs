@@ -337,7 +337,7 @@ impl PredictorNet {
         for block in 0..spec.n_blocks() {
             let mut indices = (0..specs.len()).filter(|&i| specs[i].role.block() == Some(block));
             let first = indices.next();
-            let (Some(first), Some(project)) = (first, indices.last().or(first)) else {
+            let (Some(first), Some(project)) = (first, indices.next_back().or(first)) else {
                 return Err(Error::InvalidSpec(format!(
                     "predictor block {block} has no convs"
                 )));
