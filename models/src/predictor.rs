@@ -376,8 +376,8 @@ impl PredictorNet {
                 min: MIN_PREDICTOR_SIDE,
             });
         }
-        let weight_kind = self.layers[0].conv.ws.kind();
-        let mut x = (input.to_kind(weight_kind) / 255.0).to_device(self.layers[0].conv.ws.device());
+        let weights = &self.layers[0].conv.ws;
+        let mut x = input.to_device(weights.device()).to_kind(weights.kind()) / 255.0;
         x = self.layers[0].forward(&x);
         for &(first, project, residual) in &self.blocks {
             let mut h = x.shallow_clone();
