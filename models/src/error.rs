@@ -44,6 +44,8 @@ pub enum Error {
     F16NeedsCuda,
     #[error("invalid network spec: {0}")]
     InvalidSpec(String),
+    #[error("unknown architecture `{name}` (known: {known})")]
+    UnknownPreset { name: String, known: String },
     #[error("image of {height}x{width} is too small for the network (at least {min}x{min})")]
     InputTooSmall { height: i64, width: i64, min: i64 },
     #[error("invalid style selection: {0}")]
@@ -52,6 +54,8 @@ pub enum Error {
     Decode(String),
     #[error("cannot convert {path}: {reason}")]
     Convert { path: PathBuf, reason: String },
+    #[error("{path} is not an atelier style vector: {reason}")]
+    NotAStyleVector { path: PathBuf, reason: String },
     #[error(transparent)]
     Torch(#[from] tch::TchError),
 }

@@ -2,10 +2,15 @@
 //! trained style travels as a single self-describing file.
 //!
 //! `__metadata__` keys: `format` = "atelier-model", `format_version`, `spec` (NetSpec as JSON),
-//! `styles` (JSON array of names, in conditional-norm row order) and `training` (JSON, optional).
-//! Tensors: exactly `NetSpec::variables()`, f32.
+//! `styles` (JSON array of names, in conditional-norm row order; empty for a network whose norms
+//! come from a style vector) and `training` (JSON, optional).
+//! Tensors: exactly `NetSpec::variables()`, each f32, or int8 with one f32 scale per output
+//! channel (see `Int8Weight`): an int8 tensor `name` beside an f32 tensor `name.qscale`
+//! (`[out_channels]`), dequantized at load (`w = q · scale[oc]`). Quantized storage keeps
+//! networks imported from int8 sources a quarter of their f32 size; f32-only files are
+//! unchanged, so every older file still loads.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +23,34 @@ use crate::transformer::TransformerNet;
 
 pub const FORMAT_NAME: &str = "atelier-model";
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Suffix of the tensor that holds an int8 tensor's per-channel scales.
+pub const SCALE_SUFFIX: &str = ".qscale";
+
+/// A weight stored as int8 with one f32 scale per output channel (dimension 0), symmetric:
+/// `w[oc, ...] = q[oc, ...] · scales[oc]`. What quantized sources (ONNX QDQ graphs) hold, kept
+/// as they are so a converted file reproduces the source's values exactly.
+#[derive(Debug)]
+pub struct Int8Weight {
+    /// `Kind::Int8`, on the CPU.
+    pub values: Tensor,
+    /// `[out_channels]` f32, on the CPU.
+    pub scales: Tensor,
+}
+
+impl Int8Weight {
+    /// The f32 weight, `q · scale[oc]` (one f32 product per value: exact to the last bit).
+    pub fn dequantize(&self) -> Tensor {
+        let mut shape = vec![1i64; self.values.dim()];
+        if let Some(first) = shape.first_mut() {
+            *first = -1;
+        }
+        self.values.to_kind(Kind::Float) * self.scales.to_kind(Kind::Float).view(shape.as_slice())
+    }
+}
+
+/// The int8 forms of some of a network's variables, by variable name.
+pub type Quantized = BTreeMap<String, Int8Weight>;
 
 /// How a model was trained, for `atelier inspect` and reproducibility.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -83,12 +116,7 @@ impl Model {
     /// the source in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path, device: Device) -> Result<Self> {
         let meta = parse_meta(path, bytes)?;
-        let tensors =
-            safetensors::SafeTensors::deserialize(bytes).map_err(|e| not_a_model(path, e))?;
-        let mut named = Vec::new();
-        for (name, view) in tensors.tensors() {
-            named.push((name, view_to_tensor(path, &view)?));
-        }
+        let named = read_dequantized(path, bytes)?;
         let mut model = Self::new(meta, device)?;
         model.set_variables(path, named)?;
         Ok(model)
@@ -129,6 +157,13 @@ impl Model {
 
     /// Writes the model atomically: a temporary file beside `path`, fsync, rename.
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.save_quantized(path, &Quantized::new())
+    }
+
+    /// Like `save`, storing the variables named in `quantized` in their int8 form. Each must
+    /// dequantize to the variable's current value exactly, so the file loads to the same
+    /// network.
+    pub fn save_quantized(&self, path: &Path, quantized: &Quantized) -> Result<()> {
         let variables = self.vars.variables();
         let mut tensors = Vec::new();
         for (name, _) in self.meta.spec.variables() {
@@ -137,7 +172,7 @@ impl Model {
             })?;
             tensors.push((name, var.shallow_clone()));
         }
-        save_safetensors(path, &tensors, &self.meta_header()?)
+        save_safetensors_quantized(path, &tensors, quantized, &self.meta_header()?)
     }
 
     fn meta_header(&self) -> Result<HashMap<String, String>> {
@@ -241,6 +276,7 @@ pub fn view_to_tensor(path: &Path, view: &safetensors::tensor::TensorView) -> Re
         Dtype::F16 => Kind::Half,
         Dtype::BF16 => Kind::BFloat16,
         Dtype::U8 => Kind::Uint8,
+        Dtype::I8 => Kind::Int8,
         Dtype::I64 => Kind::Int64,
         other => {
             return Err(not_a_model(
@@ -251,7 +287,7 @@ pub fn view_to_tensor(path: &Path, view: &safetensors::tensor::TensorView) -> Re
     };
     let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
     let tensor = Tensor::f_from_data_size(view.data(), &shape, kind)?;
-    Ok(if matches!(kind, Kind::Uint8 | Kind::Int64) {
+    Ok(if matches!(kind, Kind::Uint8 | Kind::Int8 | Kind::Int64) {
         tensor
     } else {
         tensor.to_kind(Kind::Float)
@@ -276,14 +312,96 @@ pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     Ok(out)
 }
 
-struct F32View {
+/// Every tensor of a model-like safetensors file (`bytes`, read from `path`) as CPU tensors,
+/// int8 tensors dequantized with their `.qscale` companions (which do not appear in the
+/// result). An int8 tensor without its scales, or scales that do not fit, is an error.
+pub fn read_dequantized(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
+    let tensors = safetensors::SafeTensors::deserialize(bytes).map_err(|e| not_a_model(path, e))?;
+    let mut named: BTreeMap<String, Tensor> = BTreeMap::new();
+    for (name, view) in tensors.tensors() {
+        named.insert(name, view_to_tensor(path, &view)?);
+    }
+    let scale_names: Vec<String> = named
+        .keys()
+        .filter(|name| name.ends_with(SCALE_SUFFIX))
+        .cloned()
+        .collect();
+    for scale_name in scale_names {
+        let Some(scales) = named.remove(&scale_name) else {
+            continue;
+        };
+        let name = scale_name
+            .strip_suffix(SCALE_SUFFIX)
+            .unwrap_or(&scale_name)
+            .to_string();
+        let values = named.remove(&name).ok_or_else(|| {
+            not_a_model(path, format!("`{scale_name}` scales no tensor `{name}`"))
+        })?;
+        let channels = values.size().first().copied().unwrap_or(0);
+        if values.kind() != Kind::Int8 || scales.kind() != Kind::Float {
+            return Err(not_a_model(
+                path,
+                format!("`{name}` must be int8 and `{scale_name}` f32"),
+            ));
+        }
+        if scales.size() != [channels] {
+            return Err(not_a_model(
+                path,
+                format!(
+                    "`{scale_name}` has shape {:?}, expected [{channels}] (one scale per output channel of `{name}`)",
+                    scales.size()
+                ),
+            ));
+        }
+        let weight = Int8Weight { values, scales };
+        named.insert(name, weight.dequantize());
+    }
+    if let Some((name, _)) = named.iter().find(|(_, t)| t.kind() == Kind::Int8) {
+        return Err(not_a_model(
+            path,
+            format!("int8 tensor `{name}` has no scales `{name}{SCALE_SUFFIX}`"),
+        ));
+    }
+    Ok(named.into_iter().collect())
+}
+
+/// A tensor's bytes as safetensors stores them.
+struct RawView {
+    dtype: safetensors::Dtype,
     shape: Vec<usize>,
     bytes: Vec<u8>,
 }
 
-impl safetensors::View for &F32View {
+impl RawView {
+    fn f32(tensor: &Tensor) -> Result<Self> {
+        let flat = tensor
+            .detach()
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous()
+            .view([-1]);
+        let values = Vec::<f32>::try_from(&flat)?;
+        Ok(Self {
+            dtype: safetensors::Dtype::F32,
+            shape: tensor.size().iter().map(|&d| d as usize).collect(),
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        })
+    }
+
+    fn int8(tensor: &Tensor) -> Result<Self> {
+        let flat = tensor.to_device(Device::Cpu).contiguous().view([-1]);
+        let values = Vec::<i8>::try_from(&flat)?;
+        Ok(Self {
+            dtype: safetensors::Dtype::I8,
+            shape: tensor.size().iter().map(|&d| d as usize).collect(),
+            bytes: values.iter().map(|&v| v as u8).collect(),
+        })
+    }
+}
+
+impl safetensors::View for &RawView {
     fn dtype(&self) -> safetensors::Dtype {
-        safetensors::Dtype::F32
+        self.dtype
     }
     fn shape(&self) -> &[usize] {
         &self.shape
@@ -302,18 +420,46 @@ pub fn save_safetensors(
     tensors: &[(String, Tensor)],
     header: &HashMap<String, String>,
 ) -> Result<()> {
+    save_safetensors_quantized(path, tensors, &Quantized::new(), header)
+}
+
+/// Like `save_safetensors`, storing the tensors named in `quantized` as int8 with their scales
+/// (`name` and `name.qscale`). Each int8 form must dequantize exactly to the tensor given.
+pub fn save_safetensors_quantized(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    quantized: &Quantized,
+    header: &HashMap<String, String>,
+) -> Result<()> {
+    if let Some(name) = quantized
+        .keys()
+        .find(|name| !tensors.iter().any(|(n, _)| n == *name))
+    {
+        return Err(Error::InvalidSpec(format!(
+            "int8 values for `{name}`, which is not a tensor of the file"
+        )));
+    }
     let mut views = Vec::new();
     for (name, tensor) in tensors {
-        let flat = tensor
-            .detach()
-            .to_device(Device::Cpu)
-            .to_kind(Kind::Float)
-            .contiguous()
-            .view([-1]);
-        let values = Vec::<f32>::try_from(&flat)?;
-        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let shape = tensor.size().iter().map(|&d| d as usize).collect();
-        views.push((name.clone(), F32View { shape, bytes }));
+        match quantized.get(name) {
+            Some(weight) => {
+                let exact = tensor.size() == weight.values.size()
+                    && weight
+                        .dequantize()
+                        .equal(&tensor.detach().to_device(Device::Cpu).to_kind(Kind::Float));
+                if !exact {
+                    return Err(Error::InvalidSpec(format!(
+                        "the int8 values of `{name}` do not dequantize to the tensor"
+                    )));
+                }
+                views.push((name.clone(), RawView::int8(&weight.values)?));
+                views.push((
+                    format!("{name}{SCALE_SUFFIX}"),
+                    RawView::f32(&weight.scales)?,
+                ));
+            }
+            None => views.push((name.clone(), RawView::f32(tensor)?)),
+        }
     }
     let data = safetensors::serialize(
         views.iter().map(|(n, v)| (n.as_str(), v)),

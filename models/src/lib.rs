@@ -11,13 +11,16 @@ pub mod file;
 pub mod loss;
 pub mod pixels;
 pub mod precision;
+pub mod predictor;
 pub mod spec;
+pub mod style_vector;
 pub mod transformer;
 pub mod vgg;
 
 pub use error::{Error, Result};
 pub use file::{Model, ModelMeta, TrainingSummary};
 pub use precision::Precision;
-pub use spec::NetSpec;
+pub use predictor::{PredictorSpec, StylePredictor};
+pub use spec::{Conditioning, NetSpec, Preset, Structure};
 pub use transformer::{NormStats, StyleParams, TransformerNet};
 pub use vgg::{Tap, Vgg, VggKind};

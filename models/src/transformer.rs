@@ -3,33 +3,115 @@
 //! Johnson, Alahi, Li, "Perceptual Losses for Real-Time Style Transfer and Super-Resolution"
 //! (ECCV 2016), with instance norm (Ulyanov, Vedaldi, Lempitsky 2016) and, for several styles,
 //! conditional instance norm (Dumoulin, Shlens, Kudlur, "A Learned Representation for Artistic
-//! Style", ICLR 2017). Layout and variable names follow pytorch/examples `fast_neural_style`
-//! (`transformer_net.py`), so its saved state dicts load unchanged. Weights: trained by
-//! `atelier train`, converted by `atelier convert`, or the built-in 26-style network.
+//! Style", ICLR 2017), or with norms computed from a style vector (Ghiasi, Lee, Kudlur,
+//! Dumoulin, Shlens, "Exploring the Structure of a Real-Time, Arbitrary Neural Artistic
+//! Stylization Network", BMVC 2017). Layout and variable names follow pytorch/examples
+//! `fast_neural_style` (`transformer_net.py`), so its saved state dicts load unchanged; the
+//! layers are the ones `NetSpec::structure` lists. Weights: trained by `atelier train`,
+//! converted by `atelier convert` (pytorch/examples files, Magenta's multi-style network), or
+//! the built-in 26-style network; the `arbitrary` preset is laid out for Magenta's
+//! arbitrary-stylization transformer weights (Apache-2.0).
 
 use tch::{nn, Kind, Tensor};
 
 use crate::error::{Error, Result};
-use crate::spec::{ConvLayer, NetSpec, OutputActivation, Padding, Upsample};
+use crate::spec::{
+    Activation, Conditioning, Layer, NetSpec, OutputActivation, Padding, Scale, Upsample,
+};
 
 /// Smallest input side the network accepts: the bottleneck is 1/4 of the input, and reflection
 /// padding needs at least 2 pixels there.
 pub const MIN_INPUT_SIDE: i64 = 16;
 
-/// One conv and the (conditional) instance norm after it.
+/// One layer of the spec's structure with its variables.
 #[derive(Debug)]
 struct ConvNorm {
+    layer: Layer,
+    /// Position in forward order: where its γ/β sit in `StyleParams`.
+    index: usize,
     conv: nn::Conv2D,
-    pad: i64,
-    stride: i64,
-    /// γ and β: `[C]` for one style, `[n_styles, C]` for conditional instance norm.
-    norm: Option<(Tensor, Tensor)>,
+    norm: Option<NormVars>,
 }
 
-/// Per-layer γ/β for one style mix, computed once and reused for every image.
+/// A norm's variables, as its conditioning lays them out.
+#[derive(Debug)]
+enum NormVars {
+    /// γ and β: `[C]` for one style, `[n_styles, C]` for conditional instance norm.
+    Rows { gamma: Tensor, beta: Tensor },
+    /// γ and β as linear maps of a style vector.
+    Vector { gamma: LinearMap, beta: LinearMap },
+}
+
+/// `weight · v + bias`, weight `[C, D]`, bias `[C]`.
+#[derive(Debug)]
+struct LinearMap {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LinearMap {
+    fn new(path: nn::Path, channels: i64, dim: i64, bias: f64) -> Self {
+        let bias_init = nn::Init::Const(bias);
+        Self {
+            weight: path.zeros("weight", &[channels, dim]),
+            bias: path.var("bias", &[channels], bias_init),
+        }
+    }
+
+    /// In f32 whatever the network's precision (a 100-term dot product in bf16 loses digits),
+    /// returned in the weights' kind.
+    fn apply(&self, vector: &Tensor) -> Tensor {
+        let v = vector.to_device(self.weight.device());
+        let out = self.weight.to_kind(Kind::Float).mv(&v) + self.bias.to_kind(Kind::Float);
+        out.to_kind(self.weight.kind())
+    }
+}
+
+impl ConvNorm {
+    /// Creates the layer's variables under `path`: the conv's (random), then the norm's (the
+    /// identity: γ = 1, β = 0).
+    fn new(path: &nn::Path, layer: &Layer, index: usize) -> Self {
+        let config = nn::ConvConfig {
+            stride: layer.stride(),
+            bias: layer.bias,
+            ..Default::default()
+        };
+        let conv = nn::conv2d(
+            dotted(path, &layer.name) / "conv2d",
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel,
+            config,
+        );
+        let norm = layer.norm.as_ref().map(|norm| {
+            let p = dotted(path, &norm.name);
+            let rows = |shape: &[i64]| NormVars::Rows {
+                gamma: p.ones("weight", shape),
+                beta: p.zeros("bias", shape),
+            };
+            match norm.conditioning {
+                Conditioning::Fixed => rows(&[norm.channels]),
+                Conditioning::PerStyle { styles } => rows(&[styles as i64, norm.channels]),
+                Conditioning::Vector { dim } => NormVars::Vector {
+                    gamma: LinearMap::new(&p / "gamma", norm.channels, dim as i64, 1.0),
+                    beta: LinearMap::new(&p / "beta", norm.channels, dim as i64, 0.0),
+                },
+            }
+        });
+        Self {
+            layer: layer.clone(),
+            index,
+            conv,
+            norm,
+        }
+    }
+}
+
+/// Per-layer γ/β for one style (a mix of styles, or a style vector), computed once and reused
+/// for every image.
 #[derive(Debug)]
 pub struct StyleParams {
-    /// One entry per conv layer, `None` where the layer has no norm.
+    /// One entry per layer in forward order, `None` where the layer has no norm.
     norms: Vec<Option<(Tensor, Tensor)>>,
 }
 
@@ -45,55 +127,41 @@ pub enum NormStats<'a> {
     Replay(&'a [(Tensor, Tensor)]),
 }
 
+/// The network of a `NetSpec`, its layers laid out as `NetSpec::structure` describes.
 #[derive(Debug)]
 pub struct TransformerNet {
     spec: NetSpec,
-    layers: Vec<ConvNorm>,
+    down: Vec<ConvNorm>,
+    residual: Vec<[ConvNorm; 2]>,
+    up: Vec<ConvNorm>,
+    output: ConvNorm,
 }
 
 impl TransformerNet {
     /// Creates the variables under `path` (use the var store's root for state-dict names).
     pub fn new(path: &nn::Path, spec: &NetSpec) -> Result<Self> {
         spec.validate()?;
-        let norm_shape = |c: i64| {
-            if spec.n_styles == 1 {
-                vec![c]
-            } else {
-                vec![spec.n_styles as i64, c]
-            }
+        let structure = spec.structure();
+        // Built in forward order, so random initialisation draws in a fixed order.
+        let mut index = 0;
+        let mut build = |layer: &Layer| {
+            index += 1;
+            ConvNorm::new(path, layer, index - 1)
         };
-        let layers = spec
-            .layers()
+        let down = structure.down.iter().map(&mut build).collect();
+        let residual = structure
+            .residual
             .iter()
-            .map(|layer: &ConvLayer| {
-                let config = nn::ConvConfig {
-                    stride: layer.stride,
-                    bias: spec.conv_bias,
-                    ..Default::default()
-                };
-                let conv = nn::conv2d(
-                    dotted(path, &layer.name) / "conv2d",
-                    layer.in_channels,
-                    layer.out_channels,
-                    layer.kernel,
-                    config,
-                );
-                let norm = layer.norm.as_deref().map(|name| {
-                    let p = dotted(path, name);
-                    let shape = norm_shape(layer.out_channels);
-                    (p.ones("weight", &shape), p.zeros("bias", &shape))
-                });
-                ConvNorm {
-                    conv,
-                    pad: layer.kernel / 2,
-                    stride: layer.stride,
-                    norm,
-                }
-            })
+            .map(|block| [build(&block.first), build(&block.second)])
             .collect();
+        let up = structure.up.iter().map(&mut build).collect();
+        let output = build(&structure.output);
         Ok(Self {
             spec: spec.clone(),
-            layers,
+            down,
+            residual,
+            up,
+            output,
         })
     }
 
@@ -101,55 +169,109 @@ impl TransformerNet {
         &self.spec
     }
 
+    /// Every layer in forward order.
+    fn layers(&self) -> impl Iterator<Item = &ConvNorm> {
+        self.down
+            .iter()
+            .chain(self.residual.iter().flatten())
+            .chain(&self.up)
+            .chain(std::iter::once(&self.output))
+    }
+
+    /// γ/β for every norm from `rows(gamma, beta)`, which sees the variables of a norm with
+    /// fixed or per-style rows; a network conditioned on a style vector is refused.
+    fn row_params(
+        &self,
+        rows: impl Fn(&Tensor, &Tensor) -> (Tensor, Tensor),
+    ) -> Result<StyleParams> {
+        let norms = self
+            .layers()
+            .map(|layer| match &layer.norm {
+                None => Ok(None),
+                Some(NormVars::Rows { gamma, beta }) => Ok(Some(rows(gamma, beta))),
+                Some(NormVars::Vector { .. }) => Err(Error::InvalidStyle(
+                    "the network takes a style vector, not style weights".into(),
+                )),
+            })
+            .collect::<Result<_>>()?;
+        Ok(StyleParams { norms })
+    }
+
     /// γ/β for a style mix. `weights` has one entry per style and is used as given (callers
-    /// normalise); for a one-style network pass `&[1.0]`.
+    /// normalise); for a one-style network pass `&[1.0]`. Refused for a network conditioned on
+    /// a style vector (use `vector_style_params`).
     pub fn style_params(&self, weights: &[f64]) -> Result<StyleParams> {
         let n = self.spec.n_styles;
-        if weights.len() != n {
+        if self.spec.style_vector_dim().is_none() && weights.len() != n {
             return Err(Error::InvalidStyle(format!(
                 "{} style weights given, the network has {n} styles",
                 weights.len()
             )));
         }
-        let norms = self
-            .layers
-            .iter()
-            .map(|layer| {
-                layer.norm.as_ref().map(|(gamma, beta)| {
-                    if n == 1 {
-                        (gamma.shallow_clone(), beta.shallow_clone())
-                    } else {
-                        let w = Tensor::from_slice(weights)
-                            .to_kind(gamma.kind())
-                            .to_device(gamma.device());
-                        (w.matmul(gamma), w.matmul(beta))
-                    }
-                })
-            })
-            .collect();
-        Ok(StyleParams { norms })
+        self.row_params(|gamma, beta| {
+            if n == 1 {
+                (gamma.shallow_clone(), beta.shallow_clone())
+            } else {
+                let w = Tensor::from_slice(weights)
+                    .to_kind(gamma.kind())
+                    .to_device(gamma.device());
+                (w.matmul(gamma), w.matmul(beta))
+            }
+        })
     }
 
     /// γ/β for exactly one style (training: each batch is paired with one style). Keeps the
     /// graph to the selected rows so only they get gradients.
     pub fn single_style_params(&self, style: usize) -> Result<StyleParams> {
         let n = self.spec.n_styles;
-        if style >= n {
+        if self.spec.style_vector_dim().is_none() && style >= n {
             return Err(Error::InvalidStyle(format!(
                 "style {style} does not exist (the network has {n})"
             )));
         }
+        self.row_params(|gamma, beta| {
+            if n == 1 {
+                (gamma.shallow_clone(), beta.shallow_clone())
+            } else {
+                (gamma.get(style as i64), beta.get(style as i64))
+            }
+        })
+    }
+
+    /// γ/β from a style vector `[D]` (any float kind, any device), for a network conditioned on
+    /// one (`NetSpec::style_vector_dim`): γ = W_γ·v + b_γ and β = W_β·v + b_β for every norm,
+    /// computed in f32 on the network's device. Refused for other networks, for a vector of
+    /// another shape and for one with non-finite values.
+    pub fn vector_style_params(&self, vector: &Tensor) -> Result<StyleParams> {
+        let Some(dim) = self.spec.style_vector_dim() else {
+            return Err(Error::InvalidStyle(format!(
+                "the network is not conditioned on a style vector (it has {} styles)",
+                self.spec.n_styles
+            )));
+        };
+        if vector.size() != [dim as i64] {
+            return Err(Error::InvalidStyle(format!(
+                "the style vector has shape {:?}, the network takes {dim} values",
+                vector.size()
+            )));
+        }
+        let vector = vector.to_kind(Kind::Float);
+        if !bool::try_from(vector.isfinite().all())? {
+            return Err(Error::InvalidStyle(
+                "the style vector has non-finite values".into(),
+            ));
+        }
         let norms = self
-            .layers
-            .iter()
-            .map(|layer| {
-                layer.norm.as_ref().map(|(gamma, beta)| {
-                    if n == 1 {
-                        (gamma.shallow_clone(), beta.shallow_clone())
-                    } else {
-                        (gamma.get(style as i64), beta.get(style as i64))
-                    }
-                })
+            .layers()
+            .map(|layer| match &layer.norm {
+                None => None,
+                Some(NormVars::Vector { gamma, beta }) => {
+                    Some((gamma.apply(&vector), beta.apply(&vector)))
+                }
+                // Not on a network with a style vector (its spec conditions every norm on it).
+                Some(NormVars::Rows { gamma, beta }) => {
+                    Some((gamma.shallow_clone(), beta.shallow_clone()))
+                }
             })
             .collect();
         Ok(StyleParams { norms })
@@ -193,6 +315,11 @@ impl TransformerNet {
                 min: MIN_INPUT_SIDE,
             });
         }
+        if !self.fits(style) {
+            return Err(Error::InvalidStyle(
+                "the style parameters belong to another network".into(),
+            ));
+        }
         let (pad_h, pad_w) = ((4 - height % 4) % 4, (4 - width % 4) % 4);
         let mut x = if pad_h + pad_w > 0 {
             input.reflection_pad2d([0, pad_w, 0, pad_h])
@@ -211,70 +338,65 @@ impl TransformerNet {
             x = x.multiply_scalar(self.spec.input_scale);
         }
         let mut norm_index = 0;
-        let mut layer = |x: &Tensor, index: usize, relu: bool, stats: &mut NormStats| {
-            let mut y = self.conv_norm(x, index, style, stats, &mut norm_index, mode);
-            match (relu, inference) {
-                (false, _) => y,
-                (true, true) => y.relu_(),
-                (true, false) => y.relu(),
+        let mut layer = |x: &Tensor, layer: &ConvNorm, stats: &mut NormStats| {
+            let mut y = self.conv_norm(x, layer, style, stats, &mut norm_index, mode);
+            match (layer.layer.activation, inference) {
+                (Activation::None, _) => y,
+                (Activation::Relu, true) => y.relu_(),
+                (Activation::Relu, false) => y.relu(),
+                (Activation::Output(OutputActivation::None), _) => y,
+                (Activation::Output(OutputActivation::Sigmoid), true) => {
+                    y.sigmoid_().g_mul_scalar_(255.0)
+                }
+                (Activation::Output(OutputActivation::Sigmoid), false) => y.sigmoid() * 255.0,
+                (Activation::Output(OutputActivation::Tanh), _) => (y.tanh() + 1.0) * 127.5,
             }
         };
 
-        x = layer(&x, 0, true, &mut stats);
-        x = layer(&x, 1, true, &mut stats);
-        x = layer(&x, 2, true, &mut stats);
-        let n_res = self.spec.res_blocks;
-        for block in 0..n_res {
-            let h = layer(&x, 3 + 2 * block, true, &mut stats);
-            let mut h = layer(&h, 4 + 2 * block, false, &mut stats);
+        for down in &self.down {
+            x = layer(&x, down, &mut stats);
+        }
+        for [first, second] in &self.residual {
+            let h = layer(&x, first, &mut stats);
+            let mut h = layer(&h, second, &mut stats);
             x = if inference { h.g_add_(&x) } else { h + x };
         }
-        let first_up = 3 + 2 * n_res;
-        for index in [first_up, first_up + 1] {
-            // The sub-pixel form upsamples inside `conv_norm`.
-            let upsampled = if self.sub_pixel(index, rewrites) {
-                x.shallow_clone()
-            } else {
-                self.upsample(&x)
-            };
-            x = layer(&upsampled, index, true, &mut stats);
+        for up in &self.up {
+            x = layer(&x, up, &mut stats);
         }
-        x = layer(&x, first_up + 2, false, &mut stats);
+        x = layer(&x, &self.output, &mut stats);
 
-        x = match self.spec.output {
-            OutputActivation::None => x,
-            OutputActivation::Sigmoid if inference => x.sigmoid_().g_mul_scalar_(255.0),
-            OutputActivation::Sigmoid => x.sigmoid() * 255.0,
-            OutputActivation::Tanh => (x.tanh() + 1.0) * 127.5,
-        };
         if pad_h + pad_w > 0 {
             x = x.narrow(2, 0, height).narrow(3, 0, width);
         }
         Ok(x)
     }
 
-    /// Whether layer `index` is an upsampling conv done in the sub-pixel form.
-    fn sub_pixel(&self, index: usize, rewrites: Rewrites) -> bool {
-        let first_up = 3 + 2 * self.spec.res_blocks;
-        rewrites == Rewrites::On
-            && self.spec.upsample == Upsample::Nearest
-            && (index == first_up || index == first_up + 1)
-            && self.layers[index].pad == 1
+    /// Whether `style` has a γ/β of the right width exactly where this network has a norm.
+    fn fits(&self, style: &StyleParams) -> bool {
+        style.norms.len() == self.layers().count()
+            && self.layers().zip(&style.norms).all(|(layer, params)| {
+                match (&layer.layer.norm, params) {
+                    (None, None) => true,
+                    (Some(norm), Some((gamma, beta))) => {
+                        gamma.size() == [norm.channels] && beta.size() == [norm.channels]
+                    }
+                    _ => false,
+                }
+            })
     }
 
-    fn upsample(&self, x: &Tensor) -> Tensor {
-        let size = x.size();
-        let out = [size[2] * 2, size[3] * 2];
-        match self.spec.upsample {
-            Upsample::Nearest => x.upsample_nearest2d(out, 2.0, 2.0),
-            Upsample::Bilinear => x.upsample_bilinear2d(out, false, 2.0, 2.0),
-        }
+    /// Whether a layer is a nearest ×2 upsample and 3×3 conv done in the sub-pixel form.
+    fn sub_pixel(layer: &Layer, rewrites: Rewrites) -> bool {
+        rewrites == Rewrites::On
+            && layer.scale == Scale::Up2(Upsample::Nearest)
+            && layer.kernel == 3
     }
 
     fn conv_norm(
         &self,
         x: &Tensor,
-        index: usize,
+        unit: &ConvNorm,
         style: &StyleParams,
         stats: &mut NormStats,
         norm_index: &mut usize,
@@ -284,31 +406,42 @@ impl TransformerNet {
             inference,
             rewrites,
         } = mode;
-        let layer = &self.layers[index];
-        let p = layer.pad;
-        let y = if self.sub_pixel(index, rewrites) {
-            upsample_conv_sub_pixel(x, &layer.conv, self.spec.padding)
+        let layer = &unit.layer;
+        let y = if Self::sub_pixel(layer, rewrites) {
+            upsample_conv_sub_pixel(x, &unit.conv, layer.padding)
         } else {
-            let padded = match self.spec.padding {
-                Padding::Reflect => x.reflection_pad2d([p, p, p, p]),
-                Padding::Zero => x.constant_pad_nd([p, p, p, p]),
+            let upsampled = match layer.scale {
+                Scale::Up2(mode) => upsample(x, mode),
+                Scale::Same | Scale::Down2 => x.shallow_clone(),
             };
-            if index == 0 && inference && self.spec.input_scale != 1.0 {
+            let p = layer.pad();
+            let padded = match layer.padding {
+                Padding::Reflect => upsampled.reflection_pad2d([p, p, p, p]),
+                Padding::Zero => upsampled.constant_pad_nd([p, p, p, p]),
+            };
+            let stride = layer.stride();
+            if unit.index == 0 && inference && self.spec.input_scale != 1.0 {
                 // conv(s·x) = (s·W) * x + b: one pass over a small kernel instead of the input.
-                let weight = layer.conv.ws.multiply_scalar(self.spec.input_scale);
-                let stride = [layer.stride; 2];
-                padded.conv2d(&weight, layer.conv.bs.as_ref(), stride, [0, 0], [1, 1], 1)
-            } else if rewrites == Rewrites::On && is_narrow(&layer.conv.ws) && layer.stride == 1 {
-                conv_by_rows(&padded, &layer.conv.ws, layer.conv.bs.as_ref())
+                let weight = unit.conv.ws.multiply_scalar(self.spec.input_scale);
+                padded.conv2d(
+                    &weight,
+                    unit.conv.bs.as_ref(),
+                    [stride; 2],
+                    [0, 0],
+                    [1, 1],
+                    1,
+                )
+            } else if rewrites == Rewrites::On && is_narrow(&unit.conv.ws) && stride == 1 {
+                conv_by_rows(&padded, &unit.conv.ws, unit.conv.bs.as_ref())
             } else {
-                padded.apply(&layer.conv)
+                padded.apply(&unit.conv)
             }
         };
-        let Some((gamma, beta)) = &style.norms[index] else {
+        let (Some(norm), Some((gamma, beta))) = (&layer.norm, &style.norms[unit.index]) else {
             return y;
         };
-        let eps = self.spec.norm_eps;
-        let channels = gamma.size()[0];
+        let eps = norm.eps;
+        let channels = norm.channels;
         match stats {
             // group_norm with one group per channel is instance norm, through a fused kernel.
             NormStats::Own if channels < 8 && is_channels_last(&y) => {
@@ -332,6 +465,15 @@ impl TransformerNet {
                 affine_normalise(&y, mean, var, gamma, beta, eps)
             }
         }
+    }
+}
+
+fn upsample(x: &Tensor, mode: Upsample) -> Tensor {
+    let size = x.size();
+    let out = [size[2] * 2, size[3] * 2];
+    match mode {
+        Upsample::Nearest => x.upsample_nearest2d(out, 2.0, 2.0),
+        Upsample::Bilinear => x.upsample_bilinear2d(out, false, 2.0, 2.0),
     }
 }
 
@@ -515,10 +657,26 @@ mod tests {
         diff / expected.norm().double_value(&[])
     }
 
+    /// A network of `spec` whose every variable is perturbed, so every layer's output matters.
+    fn noisy_net(spec: &NetSpec) -> (nn::VarStore, TransformerNet) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = TransformerNet::new(&vs.root(), spec).unwrap();
+        let mut variables: Vec<_> = vs.variables().into_iter().collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        tch::no_grad(|| {
+            for (_, var) in &mut variables {
+                let noise = var.randn_like() * 0.2;
+                let _ = var.g_add_(&noise);
+            }
+        });
+        (vs, net)
+    }
+
     /// The rewritten layers (sub-pixel upsampling, row-split narrow convs) and the inference
-    /// path (in-place ops) against the plain graph: outputs with and without autograd, and the
-    /// gradients of every weight and of the input, for both paddings, both memory layouts, odd
-    /// sizes and a conditional-norm network.
+    /// path (in-place ops, input scale folded into the first conv) against the plain graph:
+    /// outputs with and without autograd, and the gradients of every weight, of the input and of
+    /// the style vector, for both paddings, both memory layouts, odd sizes, a conditional-norm
+    /// network and one conditioned on a style vector.
     #[test]
     fn rewrites_and_inference_path_match_the_plain_graph() {
         tch::manual_seed(7);
@@ -529,41 +687,65 @@ mod tests {
                 ..NetSpec::johnson_half()
             },
             NetSpec::multistyle26().with_styles(3),
+            NetSpec::arbitrary(),
         ];
         for spec in specs {
-            let vs = nn::VarStore::new(Device::Cpu);
-            let net = TransformerNet::new(&vs.root(), &spec).unwrap();
-            // Non-trivial norms, so every layer's output matters.
-            tch::no_grad(|| {
-                for (_, mut var) in vs.variables() {
-                    let noise = var.randn_like() * 0.2;
-                    let _ = var.g_add_(&noise);
-                }
-            });
+            let (vs, net) = noisy_net(&spec);
             let weights = vec![1.0 / spec.n_styles as f64; spec.n_styles];
+            let vector = spec
+                .style_vector_dim()
+                .map(|d| Tensor::randn([d as i64], (Kind::Float, Device::Cpu)) * 0.3);
+            let params = |vector: Option<&Tensor>| match vector {
+                Some(v) => net.vector_style_params(v).unwrap(),
+                None => net.style_params(&weights).unwrap(),
+            };
             let input = Tensor::rand([2, 3, 37, 50], (Kind::Float, Device::Cpu)) * 255.0;
             let original = input.copy();
             // A fixed random projection of the output, so every output pixel gets a gradient.
             let probe = Tensor::randn([2, 3, 37, 50], (Kind::Float, Device::Cpu));
+            // Analytically zero gradients, where both paths give rounding noise, not comparable:
+            // a conv bias right before an instance norm (the norm subtracts the mean), and the β
+            // of a residual block's second norm (a per-channel constant on the residual stream
+            // reaches only normed convs).
+            let structure = spec.structure();
+            let mut zero_gradient: Vec<String> = structure
+                .layers()
+                .into_iter()
+                .filter(|layer| layer.norm.is_some())
+                .map(|layer| format!("{}.conv2d.bias", layer.name))
+                .collect();
+            for block in &structure.residual {
+                let norm = block.second.norm.as_ref().unwrap();
+                zero_gradient.extend(
+                    norm.variables()
+                        .into_iter()
+                        .map(|(name, _)| name)
+                        .filter(|name| name.ends_with(".bias") && !name.contains(".gamma.")),
+                );
+                if let Some(name) = norm
+                    .variables()
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .find(|name| name.ends_with(".beta.weight"))
+                {
+                    zero_gradient.push(name);
+                }
+            }
             let gradients = |rewrites: Rewrites, layout: &Tensor| {
                 let x = layout.detach().set_requires_grad(true);
-                let params = net.style_params(&weights).unwrap();
-                let y = net.run(&x, &params, NormStats::Own, rewrites).unwrap();
+                let v = vector.as_ref().map(|v| v.detach().set_requires_grad(true));
+                let y = net
+                    .run(&x, &params(v.as_ref()), NormStats::Own, rewrites)
+                    .unwrap();
                 for mut var in vs.trainable_variables() {
                     var.zero_grad();
                 }
                 (&y * &probe).sum(Kind::Float).backward();
                 let mut grads = vec![("input".to_string(), x.grad())];
+                grads.extend(v.map(|v| ("style vector".to_string(), v.grad())));
                 let mut variables: Vec<_> = vs.variables().into_iter().collect();
                 variables.sort_by(|a, b| a.0.cmp(&b.0));
-                // A conv bias right before an instance norm has an analytically zero gradient
-                // (the norm subtracts the mean), as has the β of a residual block's second norm
-                // (a per-channel constant on the residual stream reaches only normed convs):
-                // both paths give rounding noise there, not comparable.
-                variables.retain(|(name, _)| {
-                    !(name.ends_with("conv2d.bias") && !name.starts_with("deconv3")
-                        || name.starts_with("res") && name.ends_with("in2.bias"))
-                });
+                variables.retain(|(name, _)| !zero_gradient.contains(name));
                 grads.extend(variables.iter().map(|(name, v)| (name.clone(), v.grad())));
                 (y.detach(), grads)
             };
@@ -586,8 +768,8 @@ mod tests {
                         "{spec:?}: gradient of {name}, relative error {error:e}"
                     );
                 }
-                let params = net.style_params(&weights).unwrap();
-                let inferred = tch::no_grad(|| net.forward(&layout, &params)).unwrap();
+                let inferred = tch::no_grad(|| net.forward(&layout, &params(vector.as_ref())));
+                let inferred = inferred.unwrap();
                 assert!(!inferred.requires_grad());
                 let error = relative_error(&inferred, &expected);
                 assert!(
@@ -597,6 +779,65 @@ mod tests {
             }
             // The input is never modified (scaling and in-place ops work on copies).
             assert_eq!(relative_error(&input, &original), 0.0);
+        }
+    }
+
+    /// The arbitrary network reads its norms from the vector (two vectors, two pictures), and
+    /// each way of asking for style parameters refuses the networks it does not fit.
+    #[test]
+    fn style_vectors_condition_the_arbitrary_network_only() {
+        tch::manual_seed(3);
+        let (mut vs, arbitrary) = noisy_net(&NetSpec::arbitrary());
+        let input = Tensor::rand([1, 3, 20, 29], (Kind::Float, Device::Cpu)) * 255.0;
+        let stylize = |v: &Tensor| {
+            let params = arbitrary.vector_style_params(v).unwrap();
+            tch::no_grad(|| arbitrary.forward(&input, &params)).unwrap()
+        };
+        let a = Tensor::randn([100], (Kind::Float, Device::Cpu));
+        let b = Tensor::randn([100], (Kind::Float, Device::Cpu));
+        let (out_a, out_b) = (stylize(&a), stylize(&b));
+        assert_eq!(out_a.size(), vec![1, 3, 20, 29]);
+        assert!(relative_error(&out_a, &out_b) > 1e-2);
+        // Any float kind of vector gives the same γ/β.
+        assert_eq!(
+            relative_error(&stylize(&a.to_kind(Kind::Double)), &out_a),
+            0.0
+        );
+
+        let refused = |result: Result<StyleParams>, wanted: &str| match result {
+            Err(Error::InvalidStyle(message)) => {
+                assert!(message.contains(wanted), "{message}")
+            }
+            other => panic!("expected InvalidStyle containing `{wanted}`, got {other:?}"),
+        };
+        let short = Tensor::zeros([99], (Kind::Float, Device::Cpu));
+        refused(arbitrary.vector_style_params(&short), "takes 100 values");
+        let batched = Tensor::zeros([1, 100], (Kind::Float, Device::Cpu));
+        refused(arbitrary.vector_style_params(&batched), "takes 100 values");
+        let nan = Tensor::full([100], f64::NAN, (Kind::Float, Device::Cpu));
+        refused(arbitrary.vector_style_params(&nan), "non-finite");
+        refused(arbitrary.style_params(&[1.0]), "takes a style vector");
+        refused(arbitrary.single_style_params(0), "takes a style vector");
+
+        // In bf16, γ/β come out in the network's kind, and the picture stays close.
+        vs.set_kind(Kind::BFloat16);
+        let params = arbitrary.vector_style_params(&a).unwrap();
+        let input_bf16 = input.to_kind(Kind::BFloat16);
+        let out_bf16 = tch::no_grad(|| arbitrary.forward(&input_bf16, &params)).unwrap();
+        assert_eq!(out_bf16.kind(), Kind::BFloat16);
+        let error = relative_error(&out_bf16.to_kind(Kind::Float), &out_a);
+        assert!(error < 3e-2, "bf16: relative error {error:e}");
+
+        let (_vs, johnson) = noisy_net(&NetSpec::johnson_half());
+        refused(
+            johnson.vector_style_params(&a),
+            "not conditioned on a style vector",
+        );
+        // Parameters of one network do not run another.
+        let params = arbitrary.vector_style_params(&a).unwrap();
+        match johnson.forward(&input, &params) {
+            Err(Error::InvalidStyle(message)) => assert!(message.contains("another network")),
+            other => panic!("expected InvalidStyle, got {other:?}"),
         }
     }
 }

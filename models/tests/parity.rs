@@ -117,6 +117,37 @@ fn conditional_instance_norm_matches_pytorch_for_a_mix_and_one_style() {
 }
 
 #[test]
+fn arbitrary_style_network_matches_pytorch_for_two_vectors_and_the_smallest_size() {
+    let spec = NetSpec::arbitrary();
+    assert_eq!(spec.style_vector_dim(), Some(100));
+    let model = model_from(spec, "arbitrary_weights.safetensors");
+    assert!(model.meta.styles.is_empty());
+    let io = tensors("arbitrary_io.safetensors");
+    for (vector, output) in [("vector_a", "output_a"), ("vector_b", "output_b")] {
+        let style = model.net.vector_style_params(&io[vector]).unwrap();
+        let out = tch::no_grad(|| model.net.forward(&io["input"], &style)).unwrap();
+        assert_eq!(out.size(), vec![2, 3, 37, 50]);
+        assert_close(
+            &format!("arbitrary 37x50, batch 2, {vector}"),
+            &out,
+            &io[output],
+        );
+        // and with autograd on (the plain graph, input scaled before the first conv)
+        let out = model.net.forward(&io["input"], &style).unwrap();
+        assert_close(
+            &format!("arbitrary with autograd, {vector}"),
+            &out,
+            &io[output],
+        );
+    }
+    // the two vectors give different pictures, so the norms really read them
+    assert!(relative_error(&io["output_a"], &io["output_b"]) > 0.1);
+    let style = model.net.vector_style_params(&io["vector_a"]).unwrap();
+    let out = tch::no_grad(|| model.net.forward(&io["input_small"], &style)).unwrap();
+    assert_close("arbitrary 16x23", &out, &io["output_small"]);
+}
+
+#[test]
 fn pytorch_examples_pth_converts_and_matches() {
     let model = import_pytorch_examples(&reference_dir().join("candy.pth")).unwrap();
     assert_eq!(model.meta.spec, NetSpec::johnson());

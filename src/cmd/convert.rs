@@ -10,7 +10,8 @@ use super::exit::DuringWork;
 #[derive(clap::Args)]
 pub struct Args {
     /// The network to convert: a pytorch/examples `fast_neural_style` state dict (.pth,
-    /// .model) or a Magenta-family multi-style ONNX file (.onnx)
+    /// .model), Magenta's 26-style network or one of Magenta's arbitrary-style networks (the
+    /// style predictor or the transformer) as ONNX (.onnx)
     input: PathBuf,
     /// Where to write the Atelier model (.safetensors)
     #[arg(short, long)]
@@ -23,18 +24,11 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     models::file::check_new_output(&args.output, args.force)?;
     // A file that does not convert is a bad input: it is read whole before anything is written.
-    let model = models::convert::import(&args.input)?;
-    model
+    let imported = models::convert::import(&args.input)?;
+    imported
         .save(&args.output)
         .with_context(|| format!("writing {}", args.output.display()))
         .during_work()?;
-    let meta = &model.meta;
-    eprintln!(
-        "wrote {} ({} style{}, {} variables)",
-        args.output.display(),
-        meta.spec.n_styles,
-        if meta.spec.n_styles == 1 { "" } else { "s" },
-        meta.spec.variables().len()
-    );
+    eprintln!("wrote {}: {}", args.output.display(), imported.describe());
     Ok(ExitCode::SUCCESS)
 }

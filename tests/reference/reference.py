@@ -13,7 +13,8 @@ Usage:
 The transformer is written the way pytorch/examples `fast_neural_style/neural_style/transformer_net.py`
 writes it (so its state-dict names are the format's), plus two things Atelier adds: conditional
 instance norm with N styles (Dumoulin et al. 2017) and inputs of any size (reflect-pad right and
-bottom to a multiple of 4, crop the output back).
+bottom to a multiple of 4, crop the output back). The arbitrary-style transformer (Ghiasi et al.
+2017) is its own small class, with norms computed from a style vector by two nn.Linear maps each.
 """
 
 import sys
@@ -43,11 +44,11 @@ class Norm(nn.Module):
 
 
 class ConvLayer(nn.Module):
-    def __init__(self, in_channels, out_channels, kernel_size, stride, upsample=None):
+    def __init__(self, in_channels, out_channels, kernel_size, stride, upsample=None, bias=True):
         super().__init__()
         self.upsample = upsample
         self.reflection_pad = nn.ReflectionPad2d(kernel_size // 2)
-        self.conv2d = nn.Conv2d(in_channels, out_channels, kernel_size, stride)
+        self.conv2d = nn.Conv2d(in_channels, out_channels, kernel_size, stride, bias=bias)
 
     def forward(self, x):
         if self.upsample:
@@ -100,6 +101,74 @@ class TransformerNet(nn.Module):
         y = F.relu(self.in4(self.deconv1(y), mix))
         y = F.relu(self.in5(self.deconv2(y), mix))
         y = self.deconv3(y)
+        return y[:, :, :h, :w].contiguous()
+
+
+class VectorNorm(nn.Module):
+    """Conditional instance norm whose gamma and beta are linear maps of a style vector (Ghiasi et
+    al. 2017): gamma = W_g v + b_g, beta = W_b v + b_b, each map an nn.Linear(dim, channels)."""
+
+    def __init__(self, channels, dim):
+        super().__init__()
+        self.gamma = nn.Linear(dim, channels)
+        self.beta = nn.Linear(dim, channels)
+        for linear, centre in [(self.gamma, 1.0), (self.beta, 0.0)]:
+            nn.init.normal_(linear.weight, std=0.05)
+            nn.init.normal_(linear.bias, mean=centre, std=0.2)
+
+    def forward(self, x, vector):
+        gamma, beta = self.gamma(vector), self.beta(vector)
+        return F.instance_norm(x, eps=1e-5) * gamma.view(1, -1, 1, 1) + beta.view(1, -1, 1, 1)
+
+
+class ArbitraryResidualBlock(nn.Module):
+    def __init__(self, channels, dim):
+        super().__init__()
+        self.conv1 = ConvLayer(channels, channels, 3, 1, bias=False)
+        self.in1 = VectorNorm(channels, dim)
+        self.conv2 = ConvLayer(channels, channels, 3, 1, bias=False)
+        self.in2 = VectorNorm(channels, dim)
+
+    def forward(self, x, vector):
+        y = F.relu(self.in1(self.conv1(x), vector))
+        return self.in2(self.conv2(y), vector) + x
+
+
+class ArbitraryTransformerNet(nn.Module):
+    """The transformer of Magenta's arbitrary image stylization (Ghiasi et al. 2017), written as
+    its paper and graph describe it: reflect-padded convs 9x9 3->8, 3x3 s2 ->16, 3x3 s2 ->32 with
+    bias and ReLU and no norm; five residual blocks of bias-free 3x3 convs with vector-conditioned
+    instance norm; two nearest x2 upsamples + bias-free 3x3 conv + norm + ReLU; a bias-free 9x9
+    conv 8->3 + norm + sigmoid. Input and output on [0, 1] (here 0-255 at the boundary)."""
+
+    def __init__(self, dim=100, n_res=5):
+        super().__init__()
+        self.conv1 = ConvLayer(3, 8, 9, 1)
+        self.conv2 = ConvLayer(8, 16, 3, 2)
+        self.conv3 = ConvLayer(16, 32, 3, 2)
+        self.res = [ArbitraryResidualBlock(32, dim) for _ in range(n_res)]
+        for i, block in enumerate(self.res):
+            self.add_module(f"res{i + 1}", block)
+        self.deconv1 = ConvLayer(32, 16, 3, 1, upsample=2, bias=False)
+        self.in4 = VectorNorm(16, dim)
+        self.deconv2 = ConvLayer(16, 8, 3, 1, upsample=2, bias=False)
+        self.in5 = VectorNorm(8, dim)
+        self.deconv3 = ConvLayer(8, 3, 9, 1, bias=False)
+        self.in6 = VectorNorm(3, dim)
+
+    def forward(self, x, vector):
+        h, w = x.shape[2:]
+        pad_h, pad_w = (4 - h % 4) % 4, (4 - w % 4) % 4
+        y = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h + pad_w else x
+        y = y / 255.0
+        y = F.relu(self.conv1(y))
+        y = F.relu(self.conv2(y))
+        y = F.relu(self.conv3(y))
+        for block in self.res:
+            y = block(y, vector)
+        y = F.relu(self.in4(self.deconv1(y), vector))
+        y = F.relu(self.in5(self.deconv2(y), vector))
+        y = 255.0 * torch.sigmoid(self.in6(self.deconv3(y), vector))
         return y[:, :, :h, :w].contiguous()
 
 
@@ -243,6 +312,17 @@ def main_parity(out, seed):
         "content_loss": content.reshape(1), "style_loss": style.reshape(1),
         "tv_input": tv_input, "tv_loss": tv(tv_input).reshape(1),
     }, out / "losses.safetensors")
+
+    # the arbitrary-style transformer with random weights and two random style vectors, at a
+    # non-square size that is no multiple of 4 (batch 2) and at the smallest accepted side
+    arbitrary = ArbitraryTransformerNet()
+    x, x_small = image(2, 3, 37, 50), image(1, 3, 16, 23)
+    vector_a, vector_b = torch.randn(100), torch.randn(100)
+    save_file(weights_of(arbitrary), out / "arbitrary_weights.safetensors")
+    save_file({"input": x, "vector_a": vector_a, "vector_b": vector_b,
+               "output_a": arbitrary(x, vector_a), "output_b": arbitrary(x, vector_b),
+               "input_small": x_small, "output_small": arbitrary(x_small, vector_a)},
+              out / "arbitrary_io.safetensors")
 
 
 @torch.no_grad()

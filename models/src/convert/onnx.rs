@@ -13,15 +13,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use prost::Message;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::file::{Model, ModelMeta, TrainingSummary};
 use crate::spec::NetSpec;
 
-/// The subset of `onnx.proto` (proto2) this importer reads; field numbers as in the schema.
-mod proto {
+/// The subset of `onnx.proto` (proto2) the importers read; field numbers as in the schema.
+pub(crate) mod proto {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ModelProto {
         #[prost(int64, optional, tag = "1")]
@@ -70,8 +69,14 @@ mod proto {
     pub struct AttributeProto {
         #[prost(string, optional, tag = "1")]
         pub name: Option<String>,
+        #[prost(float, optional, tag = "2")]
+        pub f: Option<f32>,
+        #[prost(int64, optional, tag = "3")]
+        pub i: Option<i64>,
         #[prost(bytes = "vec", optional, tag = "4")]
         pub s: Option<Vec<u8>>,
+        #[prost(float, repeated, tag = "7")]
+        pub floats: Vec<f32>,
         #[prost(int64, repeated, tag = "8")]
         pub ints: Vec<i64>,
     }
@@ -84,6 +89,11 @@ mod proto {
         pub data_type: Option<i32>,
         #[prost(float, repeated, tag = "4")]
         pub float_data: Vec<f32>,
+        /// int32, and also int8/uint8 values widened (when not in `raw_data`).
+        #[prost(int32, repeated, tag = "5")]
+        pub int32_data: Vec<i32>,
+        #[prost(int64, repeated, tag = "7")]
+        pub int64_data: Vec<i64>,
         #[prost(string, optional, tag = "8")]
         pub name: Option<String>,
         #[prost(bytes = "vec", optional, tag = "9")]
@@ -100,6 +110,12 @@ mod proto {
 
     /// `TensorProto.DataType.FLOAT`.
     pub const FLOAT: i32 = 1;
+    /// `TensorProto.DataType.INT8`.
+    pub const INT8: i32 = 3;
+    /// `TensorProto.DataType.INT32`.
+    pub const INT32: i32 = 6;
+    /// `TensorProto.DataType.INT64`.
+    pub const INT64: i32 = 7;
     /// `TensorProto.DataLocation.EXTERNAL`.
     pub const EXTERNAL: i32 = 1;
 }
@@ -107,16 +123,15 @@ mod proto {
 /// Reads a Magenta-family multi-style ONNX file into an Atelier model. Anything else is a
 /// clear error saying what did not match.
 pub fn import_magenta_onnx(path: &Path) -> Result<Model> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    import_magenta_model(path, super::qdq::read_model(path)?)
+}
+
+/// `import_magenta_onnx` of an already decoded file (`path` names it in errors).
+pub(crate) fn import_magenta_model(path: &Path, model: proto::ModelProto) -> Result<Model> {
     let fail = |reason: String| Error::Convert {
         path: path.to_path_buf(),
         reason,
     };
-    let model = proto::ModelProto::decode(bytes.as_slice())
-        .map_err(|e| fail(format!("not an ONNX model: {e}")))?;
     let graph = model
         .graph
         .ok_or_else(|| fail("not an ONNX model: it has no graph".into()))?;
