@@ -111,7 +111,8 @@ pub struct Args {
     /// Steps between learning-rate decays
     #[arg(long, value_name = "N")]
     lr_decay_every: Option<u64>,
-    /// Network architecture: johnson, johnson-half, multistyle26
+    /// Network architecture: johnson, johnson-half or multistyle26 (the arbitrary-style network
+    /// comes trained, with Magenta's weights, and is not trained here)
     #[arg(long, value_name = "ARCH", default_value = DEFAULT_ARCH, value_parser = arch)]
     arch: String,
     /// Seed of the weight initialisation, photo order and crops
@@ -147,10 +148,15 @@ pub struct Args {
     quiet: bool,
 }
 
-/// `--arch`: a preset `models::NetSpec::preset` knows.
-fn arch(name: &str) -> Result<String, models::Error> {
-    models::NetSpec::preset(name)?;
-    Ok(name.to_string())
+/// `--arch`: a preset with per-style norms (the arbitrary network's norms come from a style
+/// predictor that `train` does not train).
+fn arch(name: &str) -> anyhow::Result<String> {
+    let preset: models::spec::Preset = name.parse()?;
+    anyhow::ensure!(
+        preset != models::spec::Preset::Arbitrary,
+        "the arbitrary-style network is not trained by `atelier train` (use --arch johnson, johnson-half or multistyle26)"
+    );
+    Ok(preset.name().to_string())
 }
 
 /// Which of `train`'s flags were given on the command line: a flag left at its default is no
@@ -459,6 +465,7 @@ mod tests {
             ["--content-layers", "relu9_9"],
             ["--loss-net", "vgg11"],
             ["--arch", "resnet"],
+            ["--arch", "arbitrary"],
             ["--precision", "f8"],
             ["--device", "tpu"],
             ["--threads", "0"],
