@@ -28,7 +28,11 @@ fn stderr(output: &Output) -> String {
 
 fn vgg19_weights() -> PathBuf {
     let path = repo().join("weights/vgg19.safetensors");
-    assert!(path.exists(), "{} is missing: run `make vgg`", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `make vgg`",
+        path.display()
+    );
     path
 }
 
@@ -38,7 +42,9 @@ fn open(path: &Path) -> DynamicImage {
 
 /// Writes `image` resized to `width`x`height` as a PNG and returns it as decoded back.
 fn save(image: &DynamicImage, width: u32, height: u32, path: &Path) -> DynamicImage {
-    let resized = image.resize_exact(width, height, FilterType::Triangle).to_rgb8();
+    let resized = image
+        .resize_exact(width, height, FilterType::Triangle)
+        .to_rgb8();
     resized.save(path).unwrap();
     open(path)
 }
@@ -59,16 +65,39 @@ fn eval_matches_an_independent_pytorch_computation() {
     // Two photos at 96 on the longer side and "stylizations" of the same sizes (other pictures,
     // so every term is far from 0); the style picture at 96 too, so nothing is resized.
     let pairs = [
-        ("chelsea.png", "photos/chelsea.png", "styles/brick.png", 96, 64),
-        ("astronaut.png", "photos/astronaut.png", "photos/rocket.jpg", 96, 96),
+        (
+            "chelsea.png",
+            "photos/chelsea.png",
+            "styles/brick.png",
+            96,
+            64,
+        ),
+        (
+            "astronaut.png",
+            "photos/astronaut.png",
+            "photos/rocket.jpg",
+            96,
+            96,
+        ),
     ];
     let mut tensors = Vec::new();
     for (i, (name, photo, other, width, height)) in pairs.iter().enumerate() {
         let photo = save(&open(&asset(photo)), *width, *height, &photos.join(name));
         let styled_name = format!("{}_look.png", name.trim_end_matches(".png"));
-        let styled = save(&open(&asset(other)), *width, *height, &stylized.join(styled_name));
-        tensors.push((format!("photo.{i}"), models::pixels::image_to_tensor(&photo)));
-        tensors.push((format!("stylized.{i}"), models::pixels::image_to_tensor(&styled)));
+        let styled = save(
+            &open(&asset(other)),
+            *width,
+            *height,
+            &stylized.join(styled_name),
+        );
+        tensors.push((
+            format!("photo.{i}"),
+            models::pixels::image_to_tensor(&photo),
+        ));
+        tensors.push((
+            format!("stylized.{i}"),
+            models::pixels::image_to_tensor(&styled),
+        ));
     }
     let style_path = dir.path().join("swirls.png");
     let swirls = open(&asset("styles/swirls.png"));
@@ -116,8 +145,16 @@ fn eval_matches_an_independent_pytorch_computation() {
     // Folders are read sorted: astronaut, then chelsea.
     for (image, want) in images.iter().zip([&want[1], &want[0]]) {
         let name = image["image"].as_str().unwrap().to_string();
-        close(image["content"].as_f64().unwrap(), want["content"].as_f64().unwrap(), &format!("{name} content"));
-        close(image["tv"].as_f64().unwrap(), want["tv"].as_f64().unwrap(), &format!("{name} tv"));
+        close(
+            image["content"].as_f64().unwrap(),
+            want["content"].as_f64().unwrap(),
+            &format!("{name} content"),
+        );
+        close(
+            image["tv"].as_f64().unwrap(),
+            want["tv"].as_f64().unwrap(),
+            &format!("{name} tv"),
+        );
         let layers = image["style_layers"].as_object().unwrap();
         let mut style_sum = 0.0;
         for (tap, want) in ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
@@ -125,16 +162,27 @@ fn eval_matches_an_independent_pytorch_computation() {
             .zip(want["style_layers"].as_array().unwrap())
         {
             let want = want.as_f64().unwrap();
-            close(layers[*tap].as_f64().unwrap(), want, &format!("{name} {tap}"));
+            close(
+                layers[*tap].as_f64().unwrap(),
+                want,
+                &format!("{name} {tap}"),
+            );
             style_sum += want;
         }
-        close(image["style"].as_f64().unwrap(), style_sum, &format!("{name} style"));
+        close(
+            image["style"].as_f64().unwrap(),
+            style_sum,
+            &format!("{name} style"),
+        );
         let total = image["total"].as_f64().unwrap();
-        let parts = image["content"].as_f64().unwrap() + image["style"].as_f64().unwrap() + image["tv"].as_f64().unwrap();
+        let parts = image["content"].as_f64().unwrap()
+            + image["style"].as_f64().unwrap()
+            + image["tv"].as_f64().unwrap();
         close(total, parts, &format!("{name} total"));
     }
     let mean = got["mean"]["total"].as_f64().unwrap();
-    let average = (images[0]["total"].as_f64().unwrap() + images[1]["total"].as_f64().unwrap()) / 2.0;
+    let average =
+        (images[0]["total"].as_f64().unwrap() + images[1]["total"].as_f64().unwrap()) / 2.0;
     close(mean, average, "mean total");
 }
 
@@ -143,7 +191,12 @@ fn eval_of_the_photo_itself_has_no_content_loss_and_a_network_source_runs() {
     let dir = tempfile::tempdir().unwrap();
     let photos = dir.path().join("photos");
     std::fs::create_dir_all(&photos).unwrap();
-    save(&open(&asset("photos/chelsea.png")), 72, 48, &photos.join("chelsea.png"));
+    save(
+        &open(&asset("photos/chelsea.png")),
+        72,
+        48,
+        &photos.join("chelsea.png"),
+    );
     let weights = vgg19_weights();
     let style = asset("styles/swirls.png");
     let run = |source: &[&str]| -> serde_json::Value {
@@ -175,11 +228,21 @@ fn eval_of_the_photo_itself_has_no_content_loss_and_a_network_source_runs() {
         (vec!["--stylized", "/nonexistent-folder"], "not a folder"),
         (vec!["--builtin", "99"], "style 99"),
     ] {
-        let mut args = vec!["eval", photos.to_str().unwrap(), "--style", style.to_str().unwrap()];
+        let mut args = vec![
+            "eval",
+            photos.to_str().unwrap(),
+            "--style",
+            style.to_str().unwrap(),
+        ];
         args.extend(source);
         let output = atelier(&args);
         assert_eq!(output.status.code(), Some(2));
-        assert_eq!(stderr(&output).trim_end().lines().count(), 1, "{}", stderr(&output));
+        assert_eq!(
+            stderr(&output).trim_end().lines().count(),
+            1,
+            "{}",
+            stderr(&output)
+        );
         assert!(stderr(&output).contains(needle), "{}", stderr(&output));
     }
 }

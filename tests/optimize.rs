@@ -45,7 +45,8 @@ fn rosenbrock(x: &Tensor) -> Result<Evaluation, std::convert::Infallible> {
     let n = x.size()[0];
     let odd = x.slice(0, 0, n, 2);
     let even = x.slice(0, 1, n, 2);
-    let value = ((&even - odd.square()).square() * 100.0 + (-&odd + 1.0).square()).sum(Kind::Double);
+    let value =
+        ((&even - odd.square()).square() * 100.0 + (-&odd + 1.0).square()).sum(Kind::Double);
     let grad = Tensor::run_backward(&[&value], &[&x], false, false).remove(0);
     Ok((f64::try_from(&value).unwrap(), grad))
 }
@@ -109,8 +110,16 @@ fn lbfgs_follows_torch_iterate_for_iterate() {
                 report.initial_loss
             );
             assert_eq!(lbfgs.n_iter(), step["n_iter"].as_u64().unwrap(), "step {i}");
-            assert_eq!(lbfgs.func_evals(), step["func_evals"].as_u64().unwrap(), "step {i}");
-            moved += got.iter().zip(&start).map(|(g, s)| (g - s).abs()).sum::<f64>();
+            assert_eq!(
+                lbfgs.func_evals(),
+                step["func_evals"].as_u64().unwrap(),
+                "step {i}"
+            );
+            moved += got
+                .iter()
+                .zip(&start)
+                .map(|(g, s)| (g - s).abs())
+                .sum::<f64>();
         }
         assert!(moved > 0.1, "the iterates moved: {moved}");
     }
@@ -161,7 +170,12 @@ fn a_short_optimization_takes_on_the_style_and_keeps_the_content() {
         last.style()
     );
     assert!(last.content < last.total(), "{last:?}");
-    assert!(last.content < first.style() / 5.0, "content {} vs style {}", last.content, first.style());
+    assert!(
+        last.content < first.style() / 5.0,
+        "content {} vs style {}",
+        last.content,
+        first.style()
+    );
     // 64 on the longer side, chelsea's aspect kept, pixels in range.
     assert_eq!(outcome.image.size(), [3, 43, 64]);
     let (low, high) = (
@@ -209,8 +223,18 @@ fn optimize_writes_the_image_and_its_intermediates() {
     let image = image::open(&out).unwrap();
     assert_eq!((image.width(), image.height()), (64, 64));
     // Iteration 2 ends the first scale (48 px), 4 the second.
-    assert_eq!(image::open(dir.path().join("out-0002.png")).unwrap().width(), 48);
-    assert_eq!(image::open(dir.path().join("out-0004.png")).unwrap().width(), 64);
+    assert_eq!(
+        image::open(dir.path().join("out-0002.png"))
+            .unwrap()
+            .width(),
+        48
+    );
+    assert_eq!(
+        image::open(dir.path().join("out-0004.png"))
+            .unwrap()
+            .width(),
+        64
+    );
     // The output is kept unless --force.
     let again = atelier(&[
         "optimize",
@@ -234,12 +258,38 @@ fn bad_inputs_exit_2_with_one_line_and_write_nothing() {
     let missing = dir.path().join("missing.png").display().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec![&photo, "--style", &missing], "missing.png"),
-        (vec![not_an_image.to_str().unwrap(), "--style", &style], "notes.png"),
-        (vec![&photo, "--style", not_an_image.to_str().unwrap()], "notes.png"),
-        (vec![&photo, "--style", &style, "--sizes", "512,256"], "grow"),
-        (vec![&photo, "--style", &style, "--sizes", "128,256", "--iterations", "1,2,3"], "iterations"),
-        (vec![&photo, "--style", &style, "--init", "nope.safetensors"], "--init"),
-        (vec![&photo, "--style", &style, "--style-layers", "relu9_1"], "relu9_1"),
+        (
+            vec![not_an_image.to_str().unwrap(), "--style", &style],
+            "notes.png",
+        ),
+        (
+            vec![&photo, "--style", not_an_image.to_str().unwrap()],
+            "notes.png",
+        ),
+        (
+            vec![&photo, "--style", &style, "--sizes", "512,256"],
+            "grow",
+        ),
+        (
+            vec![
+                &photo,
+                "--style",
+                &style,
+                "--sizes",
+                "128,256",
+                "--iterations",
+                "1,2,3",
+            ],
+            "iterations",
+        ),
+        (
+            vec![&photo, "--style", &style, "--init", "nope.safetensors"],
+            "--init",
+        ),
+        (
+            vec![&photo, "--style", &style, "--style-layers", "relu9_1"],
+            "relu9_1",
+        ),
     ];
     for (args, needle) in cases {
         let mut full = vec!["optimize"];

@@ -32,12 +32,15 @@ pub const STYLE_TAPS: [Tap; 5] = [
     Tap::Relu4_1,
     Tap::Relu5_1,
 ];
-/// Weight of the content term (mean squared relu4_2 difference).
-pub const CONTENT_WEIGHT: f64 = 1.0;
+/// Weight of the content term (mean squared relu4_2 difference). With the style weight, that of
+/// jcjohnson/neural-style, whose losses have these very conventions (Gram / c·h·w, mean
+/// squared errors on 0-255 Caffe input).
+pub const CONTENT_WEIGHT: f64 = 5.0;
 /// Weight of each style layer's term (mean squared Gram difference).
-pub const STYLE_WEIGHT: f64 = 1e4;
-/// Weight of the total-variation term (mean squared neighbour difference, pixels in [0, 255]).
-pub const TV_WEIGHT: f64 = 1e-3;
+pub const STYLE_WEIGHT: f64 = 100.0;
+/// Weight of the total-variation term (mean squared neighbour difference, pixels in [0, 255]):
+/// enough to keep the optimization from high-frequency noise, small beside the others.
+pub const TV_WEIGHT: f64 = 1.0;
 
 /// `image` resized (Lanczos) so that its longer side is `side` pixels, aspect kept.
 pub fn resize_longer_side(image: &DynamicImage, side: u32) -> DynamicImage {
@@ -112,7 +115,9 @@ impl Yardstick {
     /// The target of a style picture `[3, H, W]` (RGB [0, 255]), already sized by `style_for`.
     pub fn style_target(&self, style: &Tensor) -> Result<StyleTarget> {
         let _guard = tch::no_grad_guard();
-        let features = self.vgg.features(&batch_of(style, self.device()), &STYLE_TAPS)?;
+        let features = self
+            .vgg
+            .features(&batch_of(style, self.device()), &STYLE_TAPS)?;
         Ok(StyleTarget {
             grams: features.iter().map(loss::gram).collect(),
         })
@@ -146,7 +151,13 @@ impl Yardstick {
             .iter()
             .zip(&target.grams)
             .map(|(feature, gram)| {
-                scalar(&(loss::style_loss(&[feature.shallow_clone()], &[gram.shallow_clone()], &[1.0]) * STYLE_WEIGHT))
+                scalar(
+                    &(loss::style_loss(
+                        &[feature.shallow_clone()],
+                        &[gram.shallow_clone()],
+                        &[1.0],
+                    ) * STYLE_WEIGHT),
+                )
             })
             .collect::<Result<Vec<f64>>>()?;
         let tv = loss::tv_loss(&stylized) * TV_WEIGHT;

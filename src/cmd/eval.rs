@@ -64,7 +64,11 @@ impl Source {
             Source::Network(stylizer) => {
                 let out = stylizer.stylize(&photo.unsqueeze(0))?;
                 // What a saved stylization would hold: 8-bit pixels.
-                Ok(out.squeeze_dim(0).round().clamp(0.0, 255.0).to_device(Device::Cpu))
+                Ok(out
+                    .squeeze_dim(0)
+                    .round()
+                    .clamp(0.0, 255.0)
+                    .to_device(Device::Cpu))
             }
             Source::Folder(dir) => {
                 let path = find_stylized(dir, photo_path)?;
@@ -95,8 +99,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Source::Folder(dir.clone())
         }
         (model, builtin, None) => {
-            let loaded = infer::load_model(model.as_deref(), device)
-                .context("cannot load the model")?;
+            let loaded =
+                infer::load_model(model.as_deref(), device).context("cannot load the model")?;
             let selection = if model.is_some() {
                 args.model_style.as_deref()
             } else {
@@ -147,7 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mean = mean(&rows);
     if args.json {
         let record = serde_json::json!({
-            "metric": "vgg19 (make vgg); content relu4_2 x 1; style relu1_1..relu5_1 x 1e4 each; gram / (c*h*w); mean squared errors; tv x 1e-3",
+            "metric": "vgg19 (make vgg); content relu4_2 x 5; style relu1_1..relu5_1 x 100 each; gram / (c*h*w); mean squared errors; tv x 1",
             "images": rows.iter().map(|r| row_json(&r.name, &r.measurement)).collect::<Vec<_>>(),
             "mean": row_json("mean", &mean),
         });
@@ -176,7 +180,8 @@ fn row_json(name: &str, m: &Measurement) -> serde_json::Value {
 
 fn mean(rows: &[Row]) -> Measurement {
     let n = rows.len().max(1) as f64;
-    let sum = |f: &dyn Fn(&Measurement) -> f64| rows.iter().map(|r| f(&r.measurement)).sum::<f64>() / n;
+    let sum =
+        |f: &dyn Fn(&Measurement) -> f64| rows.iter().map(|r| f(&r.measurement)).sum::<f64>() / n;
     Measurement {
         content: sum(&|m| m.content),
         style_layers: (0..STYLE_TAPS.len())
@@ -187,13 +192,11 @@ fn mean(rows: &[Row]) -> Measurement {
 }
 
 fn print_table(rows: &[Row], mean: &Measurement) {
-    let width = rows
-        .iter()
-        .map(|r| r.name.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    let mut header = format!("{:<width$}  {:>10}  {:>10}  {:>10}", "image", "total", "content", "style");
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(5).max(5);
+    let mut header = format!(
+        "{:<width$}  {:>10}  {:>10}  {:>10}",
+        "image", "total", "content", "style"
+    );
     for tap in STYLE_TAPS {
         header.push_str(&format!("  {:>10}", tap.to_string()));
     }
@@ -270,7 +273,13 @@ fn find_stylized(dir: &Path, photo: &Path) -> anyhow::Result<PathBuf> {
     prefixed.sort();
     exact
         .or_else(|| prefixed.into_iter().next())
-        .ok_or_else(|| anyhow::anyhow!("no stylized image for {} in {}", photo.display(), dir.display()))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no stylized image for {} in {}",
+                photo.display(),
+                dir.display()
+            )
+        })
 }
 
 fn read_image(path: &Path) -> anyhow::Result<DynamicImage> {

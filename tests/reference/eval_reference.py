@@ -5,8 +5,8 @@ Usage: .venv/bin/python tests/reference/eval_reference.py VGG19 IMAGES OUT.json
 VGG19 is the `make vgg` weights (torchvision `features.N.*` layout, Caffe preprocessing).
 IMAGES (safetensors) holds `style` [3, H, W] and, per image i, `photo.i` and `stylized.i`
 [3, h, w] (RGB 0-255, already at the sizes the yardstick compares them at). OUT.json gets, per
-image, the weighted terms: content (relu4_2, MSE, x1), style per layer (relu1_1 ... relu5_1,
-Gram / (c*h*w), MSE, x1e4 each) and tv (mean squared neighbour differences, x1e-3).
+image, the weighted terms: content (relu4_2, MSE, x5), style per layer (relu1_1 ... relu5_1,
+Gram / (c*h*w), MSE, x100 each) and tv (mean squared neighbour differences, x1).
 """
 
 import json
@@ -20,9 +20,9 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import gram, tv, vgg_features, vgg_taps  # noqa: E402
 
-CONTENT_TAP, CONTENT_WEIGHT = "relu4_2", 1.0
-STYLE_TAPS, STYLE_WEIGHT = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"], 1e4
-TV_WEIGHT = 1e-3
+CONTENT_TAP, CONTENT_WEIGHT = "relu4_2", 5.0
+STYLE_TAPS, STYLE_WEIGHT = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"], 100.0
+TV_WEIGHT = 1.0
 
 
 @torch.no_grad()

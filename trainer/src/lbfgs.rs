@@ -522,7 +522,8 @@ mod tests {
         let n = x.size()[0];
         let head = x.narrow(0, 0, n - 1);
         let tail = x.narrow(0, 1, n - 1);
-        let value = ((&tail - head.square()).square() * 100.0 + (-&head + 1.0).square()).sum(x.kind());
+        let value =
+            ((&tail - head.square()).square() * 100.0 + (-&head + 1.0).square()).sum(x.kind());
         let grad = Tensor::run_backward(&[&value], &[&x], false, false).remove(0);
         Ok((f64::try_from(&value).unwrap(), grad))
     }
@@ -531,7 +532,11 @@ mod tests {
     fn minimises_rosenbrock_with_and_without_line_search() {
         for line_search in [LineSearch::None, LineSearch::StrongWolfe] {
             let x = Tensor::from_slice(&[-1.2f64, 1.0]).to_device(Device::Cpu);
-            let lr = if line_search == LineSearch::None { 0.1 } else { 1.0 };
+            let lr = if line_search == LineSearch::None {
+                0.1
+            } else {
+                1.0
+            };
             let mut lbfgs = Lbfgs::new(LbfgsOptions {
                 lr,
                 max_iter: 500,

@@ -118,7 +118,9 @@ impl OptimizeConfig {
             .chain(&self.style_layer_weights)
             .any(|w| !w.is_finite() || *w < 0.0)
         {
-            return fail("loss weights and the learning rate must be finite and not negative".into());
+            return fail(
+                "loss weights and the learning rate must be finite and not negative".into(),
+            );
         }
         if !(self.style_scale.is_finite() && self.style_scale > 0.0) {
             return fail("the style scale must be a positive number".into());
@@ -191,6 +193,7 @@ pub fn history_for(requested: usize, n_values: i64) -> usize {
 /// Runs the schedule. `content` and the style pictures are decoded images; `vgg` lives on
 /// `device`. `on_event` sees every scale start and every iteration and may stop the run by
 /// returning an error (e.g. a failed intermediate write).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     vgg: &Vgg,
     content: &DynamicImage,
@@ -207,7 +210,11 @@ pub fn run(
         return Err(Error::Config("at least one style image is needed".into()));
     }
     let total_weight: f64 = styles.iter().map(|s| s.weight).sum();
-    if styles.iter().any(|s| !(s.weight.is_finite() && s.weight >= 0.0)) || total_weight <= 0.0 {
+    if styles
+        .iter()
+        .any(|s| !(s.weight.is_finite() && s.weight >= 0.0))
+        || total_weight <= 0.0
+    {
         return Err(Error::Config(
             "style blend weights must be non-negative and not all 0".into(),
         ));
@@ -249,7 +256,9 @@ pub fn run(
         let start = match (current.take(), init.take()) {
             (Some(previous), _) => resize_tensor(&previous.clamp(0.0, 255.0), height, width),
             (None, Some(Init::Content)) | (None, None) => photo.copy(),
-            (None, Some(Init::Noise)) => Tensor::rand([3, height, width], (Kind::Float, device)) * 255.0,
+            (None, Some(Init::Noise)) => {
+                Tensor::rand([3, height, width], (Kind::Float, device)) * 255.0
+            }
             (None, Some(Init::Image(image))) => {
                 resize_tensor(&image.to_device(device).to_kind(Kind::Float), height, width)
             }
@@ -261,7 +270,14 @@ pub fn run(
             height,
             iterations: scale.iterations,
         })?;
-        let done = optimize_scale(&objective, &x, index, scale.iterations, config, &mut on_event)?;
+        let done = optimize_scale(
+            &objective,
+            &x,
+            index,
+            scale.iterations,
+            config,
+            &mut on_event,
+        )?;
         iterations += done.0;
         evaluations += done.1 + 1;
         last = Some(tch::no_grad(|| objective.losses(&x.unsqueeze(0)))?.1);
@@ -302,7 +318,9 @@ pub fn validate_schedule(schedule: &[Scale]) -> Result<()> {
         return Err(Error::Config("sizes must be at least 16 pixels".into()));
     }
     if schedule.iter().any(|s| s.iterations == 0) {
-        return Err(Error::Config("every scale needs at least one iteration".into()));
+        return Err(Error::Config(
+            "every scale needs at least one iteration".into(),
+        ));
     }
     Ok(())
 }
@@ -324,8 +342,8 @@ impl Objective<'_> {
         // Channels-last: oneDNN's convolutions and ATen's max-pool are fastest so on the CPU.
         let features = self.vgg.features(&to_channels_last(x), &taps)?;
         let n_content = config.content_taps.len();
-        let content =
-            loss::content_loss(&features[..n_content], &self.content_targets) * config.content_weight;
+        let content = loss::content_loss(&features[..n_content], &self.content_targets)
+            * config.content_weight;
         let style_layers: Vec<Tensor> = features[n_content..]
             .iter()
             .zip(&self.style_grams)
