@@ -203,7 +203,7 @@ impl Lbfgs {
                 LineSearch::StrongWolfe => {
                     let x_init = flat.copy();
                     let mut objective = |t: f64, d: &Tensor| -> Result<Evaluation, E> {
-                        let _ = flat.copy_(&(&x_init + d * t));
+                        flat.copy_(&(&x_init + d * t));
                         let (f, g) = evaluate(x)?;
                         Ok((f, g.reshape([-1])))
                     };
@@ -221,7 +221,7 @@ impl Lbfgs {
                     flat_grad = found.grad;
                     t = found.t;
                     ls_func_evals = found.evaluations;
-                    let _ = flat.copy_(&(&x_init + &direction * t));
+                    flat.copy_(&(&x_init + &direction * t));
                     opt_cond = max_abs(&flat_grad) <= options.tolerance_grad;
                 }
                 LineSearch::None => {
@@ -291,9 +291,15 @@ impl Lbfgs {
             let _ = q.g_add_(&(&self.old_dirs[i] * -al[i]));
         }
         let mut r = q * self.h_diag;
-        for i in 0..n {
-            let be_i = dot(&self.old_dirs[i], &r) * self.ro[i];
-            let _ = r.g_add_(&(&self.old_stps[i] * (al[i] - be_i)));
+        for (((y, s), ro), al) in self
+            .old_dirs
+            .iter()
+            .zip(&self.old_stps)
+            .zip(&self.ro)
+            .zip(&al)
+        {
+            let be_i = dot(y, &r) * ro;
+            let _ = r.g_add_(&(s * (al - be_i)));
         }
         r
     }
