@@ -85,6 +85,8 @@ pub const IMAGES: &str = "{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}";
 /// Progress of a video's frames.
 pub const FRAMES: &str = "{bar:40} {pos}/{len} frames  {per_sec}  ETA {eta}";
 /// Progress of training, with the latest losses as the message.
+/// Iterations of one scale of `optimize`, the scale's size as the prefix.
+pub const OPTIMIZE: &str = "{prefix} {bar:30} {pos}/{len}  {per_sec}  ETA {eta}  {msg}";
 pub const STEPS: &str = "{bar:30} {pos}/{len} steps  {elapsed_precise} ETA {eta_precise}  {msg}";
 
 /// A progress bar on stderr in `template`, of `len` steps (`None`: unknown), or a hidden one

@@ -5,8 +5,10 @@
 mod bench;
 mod common;
 mod convert;
+mod eval;
 mod info;
 mod inspect;
+mod optimize;
 mod sheet;
 mod styles;
 mod stylize;
@@ -126,6 +128,10 @@ enum Command {
     Sheet(sheet::Args),
     /// Train a style network from style images and a folder of photos (resumable, logs to TensorBoard)
     Train(Box<train::Args>),
+    /// Style transfer by optimization (Gatys et al.): no network, the pixels are optimised
+    Optimize(Box<optimize::Args>),
+    /// The perceptual losses of stylizations (fixed VGG-19 yardstick), per photo and on average
+    Eval(eval::Args),
     /// Time the network, a whole file, a training step, the photo stream or a video (JSON lines)
     Bench(bench::Args),
 }
@@ -145,6 +151,8 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             let given = train::Given::from(matches.subcommand_matches("train"));
             train::run(*args, &given)
         }
+        Command::Optimize(args) => optimize::run(*args),
+        Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

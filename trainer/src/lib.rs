@@ -7,6 +7,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod lbfgs;
+pub mod optimize;
 pub mod prepare;
 pub mod recipe;
 pub mod run;
