@@ -337,7 +337,7 @@ impl PredictorNet {
         for block in 0..spec.n_blocks() {
             let mut indices = (0..specs.len()).filter(|&i| specs[i].role.block() == Some(block));
             let first = indices.next();
-            let (Some(first), Some(project)) = (first, indices.last().or(first)) else {
+            let (Some(first), Some(project)) = (first, indices.next_back().or(first)) else {
                 return Err(Error::InvalidSpec(format!(
                     "predictor block {block} has no convs"
                 )));
@@ -376,8 +376,8 @@ impl PredictorNet {
                 min: MIN_PREDICTOR_SIDE,
             });
         }
-        let weight_kind = self.layers[0].conv.ws.kind();
-        let mut x = (input.to_kind(weight_kind) / 255.0).to_device(self.layers[0].conv.ws.device());
+        let weights = &self.layers[0].conv.ws;
+        let mut x = input.to_device(weights.device()).to_kind(weights.kind()) / 255.0;
         x = self.layers[0].forward(&x);
         for &(first, project, residual) in &self.blocks {
             let mut h = x.shallow_clone();

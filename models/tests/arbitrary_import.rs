@@ -11,7 +11,7 @@ use support::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use models::convert::arbitrary::import_style_predictor;
+use models::convert::arbitrary::{import_arbitrary_transformer, import_style_predictor};
 use models::convert::{import, Imported};
 use models::file::{read_safetensors, save_safetensors};
 use models::predictor::prepare_style_image;
@@ -34,28 +34,30 @@ fn shipped_predictor() -> StylePredictor {
     .unwrap()
 }
 
-/// Every tensor (dtype, shape, bytes) and the metadata of a safetensors file.
-fn raw_contents(
-    path: &Path,
-) -> (
-    Vec<(String, String, Vec<usize>, Vec<u8>)>,
-    HashMap<String, String>,
-) {
+/// One tensor of a safetensors file as stored.
+#[derive(Debug, PartialEq)]
+struct RawTensor {
+    name: String,
+    dtype: String,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+/// Every tensor (by name) and the metadata of a safetensors file.
+fn raw_contents(path: &Path) -> (Vec<RawTensor>, HashMap<String, String>) {
     let bytes = std::fs::read(path).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut contents: Vec<_> = tensors
+    let mut contents: Vec<RawTensor> = tensors
         .tensors()
         .into_iter()
-        .map(|(name, view)| {
-            (
-                name,
-                format!("{:?}", view.dtype()),
-                view.shape().to_vec(),
-                view.data().to_vec(),
-            )
+        .map(|(name, view)| RawTensor {
+            name,
+            dtype: format!("{:?}", view.dtype()),
+            shape: view.shape().to_vec(),
+            bytes: view.data().to_vec(),
         })
         .collect();
-    contents.sort();
+    contents.sort_by(|a, b| a.name.cmp(&b.name));
     let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     (contents, metadata.metadata().clone().unwrap_or_default())
 }
@@ -82,7 +84,7 @@ fn assert_same_file(converted: &Path, shipped: &Path) {
     );
     assert_eq!(converted_tensors.len(), shipped_tensors.len());
     for (a, b) in converted_tensors.iter().zip(&shipped_tensors) {
-        assert!(a == b, "{}: tensor `{}` differs", shipped.display(), a.0);
+        assert!(a == b, "{}: tensor `{}` differs", shipped.display(), a.name);
     }
 }
 
@@ -111,7 +113,7 @@ fn importing_the_onnx_files_reproduces_the_shipped_files() {
     );
     // Every conv weight is stored as int8 with its scales: a quarter of the f32 size.
     let (tensors, _) = raw_contents(&shipped);
-    let int8 = tensors.iter().filter(|t| t.1 == "I8").count();
+    let int8 = tensors.iter().filter(|t| t.dtype == "I8").count();
     assert_eq!(int8, 52 + 1, "one int8 weight per conv");
     let size = std::fs::metadata(&shipped).unwrap().len();
     assert!(size < 2_700_000, "{size} bytes");
@@ -146,12 +148,149 @@ fn other_files_are_one_line_errors() {
     std::fs::write(&random, noise).unwrap();
     one_line(import(&random).unwrap_err().to_string(), "cannot convert");
 
-    // The 26-style network where the predictor is expected.
+    // The 26-style network where an arbitrary network is expected, and the two swapped.
     one_line(
         import_style_predictor(&fixture("multistyle26.onnx"))
             .unwrap_err()
             .to_string(),
         "unknown graph: inputs are [\"image\", \"style_weights\"]",
+    );
+    one_line(
+        import_arbitrary_transformer(&fixture("multistyle26.onnx"))
+            .unwrap_err()
+            .to_string(),
+        "unknown graph: inputs are [\"image\", \"style_weights\"]",
+    );
+    one_line(
+        import_arbitrary_transformer(&fixture("arbitrary_predict.onnx"))
+            .unwrap_err()
+            .to_string(),
+        "expected [\"content_image\", \"mobilenet_conv/Conv/BiasAdd\"]",
+    );
+    one_line(
+        import_style_predictor(&fixture("arbitrary_transform.onnx"))
+            .unwrap_err()
+            .to_string(),
+        "expected [\"style_image\"]",
+    );
+}
+
+/// Int8 storage: the shipped files load to exactly `q · scale` (the values `convert` read), an
+/// f32 save of the same network loads to the same values, and broken int8 files are refused.
+#[test]
+fn int8_storage_loads_exactly_and_refuses_broken_files() {
+    let shipped = workspace().join("assets/arbitrary.safetensors");
+    let model = Model::load(&shipped, Device::Cpu).unwrap();
+    let (imported, _) = import_arbitrary_transformer(&fixture("arbitrary_transform.onnx")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f32_file = dir.path().join("f32.safetensors");
+    imported.save(&f32_file).unwrap();
+    let from_f32 = Model::load(&f32_file, Device::Cpu).unwrap();
+    let f32_size = std::fs::metadata(&f32_file).unwrap().len();
+    let int8_size = std::fs::metadata(&shipped).unwrap().len();
+    assert!(int8_size * 3 < f32_size, "{int8_size} vs {f32_size} bytes");
+    let loaded = from_f32.vars.variables();
+    for (name, var) in model.vars.variables() {
+        assert_eq!(var.kind(), Kind::Float);
+        assert!(var.equal(&loaded[&name]), "{name}");
+    }
+
+    // The raw tensors of the shipped file, to break.
+    let tensors: Vec<(String, Tensor)> = {
+        let bytes = std::fs::read(&shipped).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        file.tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+                let kind = match view.dtype() {
+                    safetensors::Dtype::I8 => Kind::Int8,
+                    _ => Kind::Float,
+                };
+                let tensor = Tensor::f_from_data_size(view.data(), &shape, kind).unwrap();
+                (name, tensor)
+            })
+            .collect()
+    };
+    let (_, header) = raw_contents(&shipped);
+    let write = |name: &str, tensors: Vec<(String, Tensor)>| {
+        let views: Vec<(String, Vec<u8>, Vec<usize>, safetensors::Dtype)> = tensors
+            .iter()
+            .map(|(n, t)| {
+                let dtype = if t.kind() == Kind::Int8 {
+                    safetensors::Dtype::I8
+                } else {
+                    safetensors::Dtype::F32
+                };
+                let bytes = match dtype {
+                    safetensors::Dtype::I8 => Vec::<i8>::try_from(&t.view([-1]))
+                        .unwrap()
+                        .iter()
+                        .map(|&v| v as u8)
+                        .collect(),
+                    _ => Vec::<f32>::try_from(&t.view([-1]))
+                        .unwrap()
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect(),
+                };
+                let shape = t.size().iter().map(|&d| d as usize).collect();
+                (n.clone(), bytes, shape, dtype)
+            })
+            .collect();
+        let data = safetensors::serialize(
+            views.iter().map(|(n, bytes, shape, dtype)| {
+                (
+                    n.as_str(),
+                    safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).unwrap(),
+                )
+            }),
+            &Some(header.clone()),
+        )
+        .unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, data).unwrap();
+        Model::load(&path, Device::Cpu)
+    };
+    assert!(write(
+        "same.safetensors",
+        tensors
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect()
+    )
+    .is_ok());
+
+    let without_scale: Vec<_> = tensors
+        .iter()
+        .filter(|(n, _)| n != "res1.conv1.conv2d.weight.qscale")
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
+    let message = write("no_scale.safetensors", without_scale)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("int8 tensor `res1.conv1.conv2d.weight` has no scales"),
+        "{message}"
+    );
+
+    let short_scale: Vec<_> = tensors
+        .iter()
+        .map(|(n, t)| {
+            let t = if n == "in4.gamma.weight.qscale" {
+                t.narrow(0, 0, 3)
+            } else {
+                t.shallow_clone()
+            };
+            (n.clone(), t)
+        })
+        .collect();
+    let message = write("short_scale.safetensors", short_scale)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("`in4.gamma.weight.qscale` has shape [3], expected [16]"),
+        "{message}"
     );
 }
 

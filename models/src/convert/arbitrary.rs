@@ -281,11 +281,13 @@ fn norm_weights(
                 norm.name
             )
         })?;
-        if !graph
-            .float_consumers(&conv.output[0])
-            .iter()
-            .any(|n| op(n) == consumer)
-        {
+        let feeds = |value: &String| {
+            graph
+                .float_consumers(value)
+                .iter()
+                .any(|n| op(n) == consumer)
+        };
+        if !conv.output.first().is_some_and(feeds) {
             return Err(format!(
                 "unknown graph: `{source}` does not feed a {consumer}, as the norm's {part} would"
             ));

@@ -18,6 +18,8 @@ use crate::file::{Model, Quantized};
 use crate::predictor::StylePredictor;
 
 /// What a converter read.
+// One value per conversion, moved once: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Imported {
     /// A style transformer, with the int8 forms of the variables its source stored quantized

@@ -297,26 +297,36 @@ impl QdqGraph {
             })?,
             None => vec![0],
         };
-        // Index of the scale each value uses: all the same, or by position along `axis`.
-        let per_axis = scales.len() > 1;
-        let (channels, inner) = if per_axis {
-            let axis =
-                usize::try_from(axis(node).rem_euclid(data.dims.len().max(1) as i64)).unwrap_or(0);
-            let channels = data.dims.get(axis).copied().unwrap_or(0);
-            let inner: i64 = data.dims[axis + 1..].iter().product();
-            if channels as usize != scales.len()
-                || (zero_points.len() != 1 && zero_points.len() != scales.len())
-            {
-                return Err(format!(
-                    "unknown graph: `{name}` has {} scales and {} zero points for {channels} channels",
-                    scales.len(),
-                    zero_points.len()
-                ));
+        // Which scale each value uses: the one scale, or the one of its index along `axis`
+        // (`inner` values per step along it).
+        let (channels, inner) = match scales.len() {
+            0 => return Err(format!("unknown graph: `{name}` has no scale")),
+            1 => (1, q.len().max(1)),
+            n => {
+                let rank = data.dims.len() as i64;
+                let axis = axis(node);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                let Some(axis) = usize::try_from(axis).ok().filter(|&a| a < data.dims.len()) else {
+                    return Err(format!(
+                        "unknown graph: `{name}` is dequantized along axis {axis} of {rank}"
+                    ));
+                };
+                let inner: i64 = data.dims[axis + 1..].iter().product();
+                if data.dims[axis] != n as i64 {
+                    return Err(format!(
+                        "unknown graph: `{name}` has {n} scales for {} channels",
+                        data.dims[axis]
+                    ));
+                }
+                (n, inner.max(1) as usize)
             }
-            (channels as usize, inner.max(1) as usize)
-        } else {
-            (1, data.values.len().max(1))
         };
+        if zero_points.len() != 1 && zero_points.len() != channels {
+            return Err(format!(
+                "unknown graph: `{name}` has {} zero points for {channels} scales",
+                zero_points.len()
+            ));
+        }
         let values = q
             .iter()
             .enumerate()
@@ -401,7 +411,7 @@ fn constant_from_proto(tensor: &proto::TensorProto) -> std::result::Result<Const
         (other, _) => return Err(format!("data type {other:?} is not supported")),
     };
     let numel: i64 = tensor.dims.iter().product();
-    if values.len() as i64 != numel {
+    if tensor.dims.iter().any(|&d| d < 0) || values.len() as i64 != numel {
         return Err(format!(
             "{} values for shape {:?}",
             values.len(),
