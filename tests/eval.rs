@@ -222,6 +222,18 @@ fn eval_of_the_photo_itself_has_no_content_loss_and_a_network_source_runs() {
     let builtin = run(&["--builtin", "3"]);
     assert!(builtin["content"].as_f64().unwrap() > 0.0);
     assert!(builtin["total"].as_f64().unwrap().is_finite());
+    // The arbitrary-style network takes the style picture itself: its style loss against that
+    // picture is lower than the photo's own and than a built-in style's.
+    let arbitrary = run(&["--arbitrary"]);
+    let style_loss = |v: &serde_json::Value| v["style"].as_f64().unwrap();
+    assert!(
+        style_loss(&arbitrary) < style_loss(&itself),
+        "{arbitrary} vs {itself}"
+    );
+    assert!(
+        style_loss(&arbitrary) < style_loss(&builtin),
+        "{arbitrary} vs {builtin}"
+    );
 
     // Bad inputs: one line, exit 2.
     for (source, needle) in [

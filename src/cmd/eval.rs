@@ -15,7 +15,7 @@ use super::optimize::{load_vgg, RuntimeArgs};
 
 /// Measure how well stylized images hold their photo's content and the style picture's style
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["model", "builtin", "stylized"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["model", "builtin", "arbitrary", "stylized"])))]
 pub struct Args {
     /// Photos, or folders of photos (not searched recursively)
     #[arg(required = true, value_name = "PHOTOS")]
@@ -32,6 +32,10 @@ pub struct Args {
     /// Stylize the photos with the built-in network in this style (index, name or mix)
     #[arg(long, value_name = "STYLE")]
     builtin: Option<String>,
+    /// Stylize the photos with the built-in arbitrary-style network, from the --style picture
+    /// itself (as `stylize --style-image`)
+    #[arg(long)]
+    arbitrary: bool,
     /// A folder of images stylized already: for `photo.jpg` it takes `photo.*` or `photo_*.*`
     #[arg(long, value_name = "DIR")]
     stylized: Option<PathBuf>,
@@ -48,10 +52,10 @@ pub struct Args {
     json: bool,
 }
 
-/// Where the stylized images come from. The arbitrary-style network joins here as a variant
-/// that stylizes each photo with the style picture itself.
+/// Where the stylized images come from.
 enum Source {
-    /// A feed-forward network (a model file or the built-in one) run on each photo.
+    /// A feed-forward network run on each photo: a model file, the built-in styles, or the
+    /// arbitrary-style network with the style picture itself.
     Network(Box<Stylizer>),
     /// Images stylized already, found by the photo's name.
     Folder(PathBuf),
@@ -92,6 +96,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let photos = photo_paths(&args.photos)?;
     let style = read_image(&args.style).context("style image")?;
     let source = match (&args.model, &args.builtin, &args.stylized) {
+        _ if args.arbitrary => {
+            let picture = args.style.display().to_string();
+            let source = infer::StyleSource::from_args(None, None, Some(&picture))?;
+            Source::Network(Box::new(source.stylizer(
+                device,
+                Precision::F32,
+                Finish::default(),
+            )?))
+        }
         (_, _, Some(dir)) => {
             if !dir.is_dir() {
                 bail!("{} is not a folder", dir.display());

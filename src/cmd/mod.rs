@@ -10,6 +10,7 @@ mod info;
 mod inspect;
 mod optimize;
 mod sheet;
+mod style_vector;
 mod styles;
 mod stylize;
 mod train;
@@ -124,8 +125,10 @@ enum Command {
     Inspect(inspect::Args),
     /// List the styles of a model (the built-in one by default)
     Styles(styles::Args),
-    /// Render every style of a model on one photo as a labelled contact sheet
+    /// Render every style of a model (or several style pictures) on one photo as a labelled contact sheet
     Sheet(sheet::Args),
+    /// Save a style picture's style vector for reuse with --style-image
+    StyleVector(style_vector::Args),
     /// Train a style network from style images and a folder of photos (resumable, logs to TensorBoard)
     Train(Box<train::Args>),
     /// Style transfer by optimization (Gatys et al.): no network, the pixels are optimised
@@ -147,6 +150,7 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(args),
         Command::Styles(args) => styles::run(args),
         Command::Sheet(args) => sheet::run(args),
+        Command::StyleVector(args) => style_vector::run(args),
         Command::Train(args) => {
             let given = train::Given::from(matches.subcommand_matches("train"));
             train::run(*args, &given)
