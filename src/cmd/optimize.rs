@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use infer::{Finish, OutputFormat, StyleMix, Stylizer};
+use infer::{Finish, OutputFormat, StyleSource};
 use models::{Precision, Tap, Vgg, VggKind};
 use tch::Device;
 
@@ -122,7 +122,8 @@ pub struct Args {
     /// Adam learning rate (pixels are 0-255)
     #[arg(long, default_value_t = 5.0)]
     lr: f64,
-    /// Where to start: content, noise, builtin[:STYLE] (the built-in network) or a model file
+    /// Where to start: content, noise, builtin[:STYLE] (the built-in network), arbitrary[:PICTURE]
+    /// (the arbitrary-style network with the first --style picture, or another) or a model file
     /// (with --init-style for a multi-style one); a fast result is then refined
     #[arg(long, default_value = "content", value_name = "INIT")]
     init: String,
@@ -441,29 +442,33 @@ fn init(
     first_size: u32,
     device: Device,
 ) -> anyhow::Result<Init> {
-    let (model, style) = match args.init.as_str() {
+    let source = match args.init.as_str() {
         "content" => return Ok(Init::Content),
         "noise" => return Ok(Init::Noise),
-        "builtin" => (None, args.init_style.clone()),
-        other => match other.strip_prefix("builtin:") {
-            Some(style) => (None, Some(style.to_string())),
-            None => {
+        "builtin" => StyleSource::from_args(None, args.init_style.as_deref(), None)?,
+        // The arbitrary-style network with the (first) style picture, or another picture.
+        "arbitrary" => {
+            let picture = args.style[0].display().to_string();
+            StyleSource::from_args(None, None, Some(&picture))?
+        }
+        other => match (
+            other.strip_prefix("builtin:"),
+            other.strip_prefix("arbitrary:"),
+        ) {
+            (Some(style), _) => StyleSource::from_args(None, Some(style), None)?,
+            (_, Some(pictures)) => StyleSource::from_args(None, None, Some(pictures))?,
+            _ => {
                 let path = PathBuf::from(other);
                 if !path.is_file() {
-                    bail!("--init `{other}` is neither content, noise, builtin[:STYLE] nor a model file");
+                    bail!("--init `{other}` is neither content, noise, builtin[:STYLE], arbitrary[:PICTURE] nor a model file");
                 }
-                (Some(path), args.init_style.clone())
+                StyleSource::from_args(Some(&path), args.init_style.as_deref(), None)?
             }
         },
     };
-    let loaded =
-        infer::load_model(model.as_deref(), device).context("cannot load the --init model")?;
-    let mix = StyleMix::parse(
-        style.as_deref(),
-        &loaded.model.meta.styles,
-        loaded.default_style,
-    )?;
-    let stylizer = Stylizer::new(loaded.model, device, Precision::F32, mix, Finish::default())?;
+    let stylizer = source
+        .stylizer(device, Precision::F32, Finish::default())
+        .context("cannot load the --init network")?;
     let photo =
         models::pixels::image_to_tensor(&models::eval::resize_longer_side(content, first_size));
     let stylized = stylizer.stylize(&photo.unsqueeze(0))?;
