@@ -5,6 +5,7 @@ mod bench;
 mod convert;
 mod info;
 mod inspect;
+mod serve;
 mod sheet;
 mod styles;
 mod stylize;
@@ -52,6 +53,8 @@ enum Command {
     Sheet(sheet::Args),
     /// Train a style network from style images and a folder of photos (resumable, logs to TensorBoard)
     Train(Box<train::Args>),
+    /// Serve the styles over HTTP: a page and a JSON/image API, with batching and limits
+    Serve(serve::Args),
     /// Time the network, a whole file, a training step, the photo stream or a video (JSON lines)
     Bench(bench::Args),
 }
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Styles(args) => styles::run(args),
         Command::Sheet(args) => sheet::run(args),
         Command::Train(args) => train::run(*args),
+        Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
