@@ -214,6 +214,44 @@ impl Server {
     }
 }
 
+/// A server answering on a thread of its own (benchmarks, embedding), until `stop`.
+pub struct Running {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: JoinHandle<Result<()>>,
+}
+
+impl Server {
+    /// Answers requests on a new thread until `Running::stop`.
+    pub fn spawn(self) -> Result<Running> {
+        let addr = self.addr;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("atelier-serve".into())
+            .spawn(move || {
+                self.run(async {
+                    let _ = stopped.await;
+                })
+            })
+            .map_err(|e| Error::Runtime(format!("cannot start the server thread: {e}")))?;
+        Ok(Running { addr, stop, thread })
+    }
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, finishes the requests in flight and waits for the server to end.
+    pub fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.thread
+            .join()
+            .map_err(|_| Error::Internal("the server thread panicked".into()))?
+    }
+}
+
 /// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
