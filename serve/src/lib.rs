@@ -135,9 +135,13 @@ impl Server {
         };
         // Room for the admitted requests and for thumbnails being rendered beside them.
         let capacity = config.queue + THUMBNAIL_ROOM;
-        let (infos, warnings, queue, worker) =
-            worker::start(worker_config, files, capacity, metrics.clone())?;
-        let catalogue = Catalogue::new(infos, infer::builtin::DEFAULT_STYLE);
+        let worker::Started {
+            models,
+            warnings,
+            queue,
+            thread: worker,
+        } = worker::start(worker_config, files, capacity, metrics.clone())?;
+        let catalogue = Catalogue::new(models, infer::builtin::DEFAULT_STYLE);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.threads.clamp(1, 4))
             .thread_name("atelier-http")

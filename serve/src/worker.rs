@@ -88,15 +88,24 @@ impl Queue {
     }
 }
 
-/// Loads the networks on a new worker thread and starts it. Returns what was loaded, a warning
-/// for each model file skipped, the queue and the thread, which ends once every `Queue` clone
-/// is dropped and the queued jobs are done.
+/// A worker that loaded its networks and waits for jobs.
+pub struct Started {
+    /// The networks, built-in first, in the order `Selection::model` counts them.
+    pub models: Vec<ModelInfo>,
+    /// One message per model file that was skipped.
+    pub warnings: Vec<String>,
+    pub queue: Queue,
+    /// Ends once every `Queue` clone is dropped and the queued jobs are done.
+    pub thread: JoinHandle<()>,
+}
+
+/// Loads the networks on a new worker thread and starts it.
 pub fn start(
     config: WorkerConfig,
     model_files: Vec<std::path::PathBuf>,
     capacity: usize,
     metrics: Arc<Metrics>,
-) -> Result<(Vec<ModelInfo>, Vec<String>, Queue, JoinHandle<()>)> {
+) -> Result<Started> {
     let (sender, receiver) = mpsc::sync_channel::<Job>(capacity);
     let (loaded_tx, loaded_rx) = mpsc::channel();
     let depth = Arc::new(AtomicUsize::new(0));
@@ -130,7 +139,12 @@ pub fn start(
     let (infos, warnings) = loaded_rx
         .recv()
         .map_err(|_| Error::Runtime("the network thread stopped while loading".into()))??;
-    Ok((infos, warnings, Queue { sender, depth }, thread))
+    Ok(Started {
+        models: infos,
+        warnings,
+        queue: Queue { sender, depth },
+        thread,
+    })
 }
 
 type Loaded = (Vec<Stylizer>, Vec<ModelInfo>, Vec<String>);
