@@ -323,7 +323,8 @@ fn every_endpoint_answers() {
     assert!(metrics
         .contains("atelier_request_duration_seconds_bucket{route=\"/v1/stylize\",le=\"+Inf\"}"));
     assert!(metrics.contains("atelier_batch_size_bucket{le=\"1\"}"));
-    assert_eq!(metric(&metrics, "atelier_queue_depth"), 0.0);
+    // At most the start-up thumbnail warm-up's one image is still queued.
+    assert!(metric(&metrics, "atelier_queue_depth") <= 1.0);
     assert!(metrics.contains("atelier_images_per_second "));
 
     get(&server, "/nowhere").assert_error(404, "no such page");
@@ -381,7 +382,7 @@ fn thirty_two_concurrent_requests_are_all_answered() {
         ),
         ok.len() as f64 + 1.0
     );
-    assert_eq!(metric(&metrics, "atelier_queue_depth"), 0.0);
+    assert!(metric(&metrics, "atelier_queue_depth") <= 1.0);
 }
 
 /// A small valid PNG file (8x8 pixels of data) whose header declares `width`x`height`.

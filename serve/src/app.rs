@@ -21,7 +21,7 @@ use crate::catalogue::{Catalogue, Selection};
 use crate::codec::{self, StylizeParams};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::worker::{Job, Queue};
+use crate::worker::{Incoming, Job, Queue};
 use crate::{Config, Limits};
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
@@ -255,7 +255,7 @@ async fn thumbnail_bytes(state: &Arc<AppState>, index: usize) -> Result<&Vec<u8>
             let image =
                 on_codec_thread(state, || codec::decode(SAMPLE_PHOTO, THUMBNAIL_SIZE)).await?;
             let (stylized, _) =
-                run_network(state, None, selection, image, Finish::default()).await?;
+                run_network(state, None, selection, image, Finish::default(), None).await?;
             on_codec_thread(state, move || {
                 codec::encode(&stylized, OutputFormat::Jpeg, 85)
             })
@@ -301,13 +301,14 @@ async fn on_codec_thread<T: Send + 'static>(
 }
 
 /// Queues one image for the network and waits for it, holding the request's place in the
-/// queue (`permit`) until the answer.
+/// queue (`permit`) until the answer; `incoming` announced it to the worker while it decoded.
 async fn run_network(
     state: &Arc<AppState>,
     permit: Option<OwnedSemaphorePermit>,
     selection: Selection,
     image: Tensor,
     finish: Finish,
+    incoming: Option<Incoming>,
 ) -> Result<(Tensor, usize)> {
     let (reply, answer) = oneshot::channel();
     state.queue.push(Job {
@@ -316,6 +317,7 @@ async fn run_network(
         finish,
         reply,
     })?;
+    drop(incoming);
     let answer = answer
         .await
         .map_err(|_| Error::Internal("the network worker has stopped".into()))?;
@@ -349,8 +351,17 @@ async fn stylize(State(state): Shared, request: Request) -> Result<Response> {
     let permit = admit(&state)?;
     let work = async {
         let bytes = upload.image;
+        let incoming = state.queue.incoming();
         let image = on_codec_thread(&state, move || codec::decode(&bytes, max_size)).await?;
-        let (stylized, batch) = run_network(&state, Some(permit), selection, image, finish).await?;
+        let (stylized, batch) = run_network(
+            &state,
+            Some(permit),
+            selection,
+            image,
+            finish,
+            Some(incoming),
+        )
+        .await?;
         let quality = params.quality;
         let encoded =
             on_codec_thread(&state, move || codec::encode(&stylized, format, quality)).await?;

@@ -65,9 +65,26 @@ pub struct Queue {
     sender: SyncSender<Job>,
     /// Jobs sent and not yet taken by the worker.
     depth: Arc<AtomicUsize>,
+    /// Admitted requests still decoding: jobs the worker may wait for to fill a batch.
+    incoming: Arc<AtomicUsize>,
+}
+
+/// Counts one request as on its way to the queue until dropped (pushed, failed or timed out).
+pub struct Incoming(Arc<AtomicUsize>);
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Queue {
+    /// Announces a job that will be pushed once its image is decoded.
+    pub fn incoming(&self) -> Incoming {
+        self.incoming.fetch_add(1, Ordering::SeqCst);
+        Incoming(self.incoming.clone())
+    }
+
     /// Queues `job`. The handlers admit at most the queue's capacity of requests at a time, so
     /// this does not block; a full queue is still refused rather than waited on.
     pub fn push(&self, job: Job) -> Result<()> {
@@ -109,7 +126,8 @@ pub fn start(
     let (sender, receiver) = mpsc::sync_channel::<Job>(capacity);
     let (loaded_tx, loaded_rx) = mpsc::channel();
     let depth = Arc::new(AtomicUsize::new(0));
-    let worker_depth = depth.clone();
+    let incoming = Arc::new(AtomicUsize::new(0));
+    let (worker_depth, worker_incoming) = (depth.clone(), incoming.clone());
     let thread = std::thread::Builder::new()
         .name("atelier-network".into())
         .spawn(move || {
@@ -131,6 +149,7 @@ pub fn start(
                 receiver,
                 pending: VecDeque::new(),
                 depth: worker_depth,
+                incoming: worker_incoming,
                 metrics,
             };
             worker.run();
@@ -142,7 +161,11 @@ pub fn start(
     Ok(Started {
         models: infos,
         warnings,
-        queue: Queue { sender, depth },
+        queue: Queue {
+            sender,
+            depth,
+            incoming,
+        },
         thread,
     })
 }
@@ -196,6 +219,7 @@ struct Worker {
     /// Jobs taken from the queue while gathering a batch of another kind; they go first next.
     pending: VecDeque<Job>,
     depth: Arc<AtomicUsize>,
+    incoming: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
 }
 
@@ -211,8 +235,10 @@ impl Worker {
         job
     }
 
-    /// Waits for a job, then gathers the jobs of its kind that are pending or arrive within the
-    /// window, up to `max_batch`. `None` once the queue is closed and empty.
+    /// Waits for a job, then gathers the jobs of its kind that are pending, queued, or arrive
+    /// within the window while other admitted requests are still decoding (with none on its
+    /// way, waiting would only add latency), up to `max_batch`. `None` once the queue is
+    /// closed and empty.
     fn next_batch(&mut self) -> Option<Vec<Job>> {
         let first = match self.pending.pop_front() {
             Some(job) => job,
@@ -234,29 +260,27 @@ impl Worker {
         self.pending = kept;
         let deadline = Instant::now() + self.config.window;
         while batch.len() < self.config.max_batch {
-            let now = Instant::now();
-            let received = if now >= deadline {
-                // The window is over; still take what is already queued.
-                match self.receiver.try_recv() {
-                    Ok(job) => Ok(job),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
-            } else {
-                match self.receiver.recv_timeout(deadline - now) {
-                    Ok(job) => Ok(job),
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => Err(()),
+            let job = match self.receiver.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= deadline || self.incoming.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    let wait = (deadline - now).min(Duration::from_millis(1));
+                    match self.receiver.recv_timeout(wait) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
                 }
             };
-            let Ok(job) = received else { break };
             let job = self.take(job);
             if job.batch_key() == key {
                 batch.push(job);
             } else {
                 self.pending.push_back(job);
-                if now >= deadline {
-                    break;
-                }
             }
         }
         Some(batch)
