@@ -332,24 +332,27 @@ struct Upload {
 }
 
 async fn stylize(State(state): Shared, request: Request) -> Result<Response> {
-    let upload = read_upload(&state, request).await?;
-    let limits = &state.limits;
-    let input_format = codec::check_header(&upload.image, limits.max_pixels)?;
-    let params = upload.params;
-    let selection = state.catalogue.select(params.style.as_deref())?;
-    let max_size = params
-        .max_size
-        .unwrap_or(limits.default_size.min(limits.max_side));
-    let format = params
-        .format
-        .unwrap_or_else(|| codec::output_format_of(input_format));
-    let finish = Finish {
-        strength: params.strength,
-        preserve_color: params.preserve_color,
-    };
-    let label = selection.label.clone();
+    let params = read_head(&state, &request)?;
+    // A place in the queue also bounds the bodies held in memory at once, so it is taken
+    // before the body is read (a client that waits for `100 Continue` sends none when refused).
     let permit = admit(&state)?;
     let work = async {
+        let upload = read_upload(&state, request, params).await?;
+        let limits = &state.limits;
+        let input_format = codec::check_header(&upload.image, limits.max_pixels)?;
+        let params = upload.params;
+        let selection = state.catalogue.select(params.style.as_deref())?;
+        let max_size = params
+            .max_size
+            .unwrap_or(limits.default_size.min(limits.max_side));
+        let format = params
+            .format
+            .unwrap_or_else(|| codec::output_format_of(input_format));
+        let finish = Finish {
+            strength: params.strength,
+            preserve_color: params.preserve_color,
+        };
+        let label = selection.label.clone();
         let bytes = upload.image;
         let incoming = state.queue.incoming();
         let image = on_codec_thread(&state, move || codec::decode(&bytes, max_size)).await?;
@@ -365,9 +368,9 @@ async fn stylize(State(state): Shared, request: Request) -> Result<Response> {
         let quality = params.quality;
         let encoded =
             on_codec_thread(&state, move || codec::encode(&stylized, format, quality)).await?;
-        Ok::<_, Error>((encoded, batch))
+        Ok::<_, Error>((encoded, batch, label, format))
     };
-    let (encoded, batch) = tokio::time::timeout(state.timeout, work)
+    let (encoded, batch, label, format) = tokio::time::timeout(state.timeout, work)
         .await
         .map_err(|_| {
             Error::Busy(format!(
@@ -395,9 +398,9 @@ async fn stylize(State(state): Shared, request: Request) -> Result<Response> {
     Ok((headers, encoded).into_response())
 }
 
-/// The image and parameters of a stylize request: the raw body with parameters in the query
-/// string, or a multipart form with an `image` part (parameters as query or form fields).
-async fn read_upload(state: &Arc<AppState>, request: Request) -> Result<Upload> {
+/// The query string's parameters, and the declared body length checked against the limit:
+/// what can be refused before the body is read.
+fn read_head(state: &Arc<AppState>, request: &Request) -> Result<StylizeParams> {
     let limits = &state.limits;
     let mut params = StylizeParams::default();
     let query: Query<Vec<(String, String)>> = Query::try_from_uri(request.uri())
@@ -413,6 +416,17 @@ async fn read_upload(state: &Arc<AppState>, request: Request) -> Result<Upload> 
     if declared.is_some_and(|n| n > limits.max_body as u64) {
         return Err(too_large(limits));
     }
+    Ok(params)
+}
+
+/// The image and parameters of a stylize request: the raw body with parameters in the query
+/// string, or a multipart form with an `image` part (parameters as query or form fields).
+async fn read_upload(
+    state: &Arc<AppState>,
+    request: Request,
+    mut params: StylizeParams,
+) -> Result<Upload> {
+    let limits = &state.limits;
     let is_multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
