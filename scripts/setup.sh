@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.11.0
-TEST_PY_PACKAGES=(numpy safetensors onnxruntime onnx tensorboard)
+TEST_PY_PACKAGES=(numpy safetensors onnxruntime onnx tensorboard selenium)
 
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -43,6 +43,17 @@ if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; 
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
   else
     say "ffmpeg is missing and cannot be installed here (not root); install it for atelier video"
+  fi
+fi
+
+# The page test of `atelier serve` drives Debian's headless Chromium through its driver.
+if [ "${1:-}" = test ] && { ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing chromium and chromium-driver from Debian packages (the page test uses them)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    say "chromium is missing and cannot be installed here (not root); the page test will be skipped"
   fi
 fi
 

@@ -46,6 +46,9 @@ enum Task {
     /// The video --input through ffmpeg and the network, then the same frames through the
     /// network alone
     Video,
+    /// `atelier serve` in-process on a loopback port: images/s and p50/p99 latency of --size
+    /// JPEGs with 1, 4 and 16 concurrent clients, against the bare network's images/s
+    Serve,
 }
 
 #[derive(clap::Args)]
@@ -124,6 +127,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tch::Cuda::cudnn_set_benchmark(true);
     }
     let (width, height) = parse_size(&args.size)?;
+    if args.task == Task::Serve {
+        return serve_task(&args, device, precision, (width, height));
+    }
     let out_dir = args.out_dir.clone().unwrap_or_else(std::env::temp_dir);
 
     let error_vs_f32 = match (&args.check_input, args.task, precision) {
@@ -197,6 +203,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 })
             })
         }
+        Task::Serve => unreachable!("serve is timed by serve_task"),
         Task::Video => {
             infer::video::check_ffmpeg()?;
             let stylizer = stylizer(&args.net, device, precision)?;
@@ -279,6 +286,151 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Concurrent clients of `bench serve`, each sending its next request when the last is
+/// answered.
+const SERVE_CLIENTS: [usize; 3] = [1, 4, 16];
+/// Requests per concurrency level (spread over its clients).
+const SERVE_REQUESTS: usize = 48;
+
+/// The bare network (batches of 1 and of the server's batch, the faster counts), then the
+/// server at each concurrency level, as JSON lines and a summary.
+fn serve_task(
+    args: &Args,
+    device: Device,
+    precision: Precision,
+    (width, height): (i64, i64),
+) -> anyhow::Result<ExitCode> {
+    let server_batch = ::serve::Config::default().max_batch;
+    let stylizer = stylizer(infer::builtin::NAME, device, precision)?;
+    let mut bare = 0f64;
+    for batch in [1, server_batch] {
+        let input =
+            Tensor::rand([batch as i64, 3, height, width], (Kind::Float, Device::Cpu)) * 255.0;
+        // oneDNN builds its kernels for each new shape on the first calls.
+        for _ in 0..args.warmup.max(2) {
+            drop(stylizer.stylize(&input)?);
+        }
+        let calls = (8 / batch).max(1) * args.runs.max(1);
+        let started = Instant::now();
+        for _ in 0..calls {
+            drop(stylizer.stylize(&input)?);
+        }
+        sync(device);
+        let rate = (calls * batch) as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            json!({"bare": true, "batch": batch, "images_per_second": rate})
+        );
+        bare = bare.max(rate);
+    }
+    drop(stylizer);
+
+    let photo = match &args.input {
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+        }
+        None => include_bytes!("../../assets/photos/astronaut.png").to_vec(),
+    };
+    // The longer side capped at --size's, as the server's max_size does (the bundled photo
+    // is 512x512).
+    let resize = Resize {
+        scale: None,
+        max_size: Some(width.max(height) as u32),
+    };
+    let photo = resize.apply(models::pixels::decode(&photo)?).to_rgb8();
+    let (width, height) = (photo.width(), photo.height());
+    let body =
+        infer::image_io::encode(&photo, OutputFormat::Jpeg, 90).map_err(anyhow::Error::msg)?;
+    let config = ::serve::Config {
+        bind: "127.0.0.1:0".into(),
+        device,
+        precision,
+        threads: args.run.threads,
+        ..Default::default()
+    };
+    let server = ::serve::Server::bind(config)?.spawn()?;
+    let url = format!(
+        "http://{}/v1/stylize?style=19&format=jpeg&max_size={}",
+        server.addr(),
+        width.max(height)
+    );
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(300))
+        .build();
+    let send = |agent: &ureq::Agent| -> anyhow::Result<f64> {
+        let started = Instant::now();
+        let response = agent
+            .post(&url)
+            .set("Content-Type", "image/jpeg")
+            .send_bytes(&body)
+            .context("a request to the server failed")?;
+        let mut answer = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut answer)?;
+        Ok(started.elapsed().as_secs_f64())
+    };
+    for _ in 0..args.warmup.max(1) {
+        send(&agent)?;
+    }
+    let mut levels = Vec::new();
+    for clients in SERVE_CLIENTS {
+        let per_client = SERVE_REQUESTS.div_ceil(clients);
+        let started = Instant::now();
+        let latencies: Vec<f64> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..clients)
+                .map(|_| {
+                    let agent = agent.clone();
+                    let send = &send;
+                    scope.spawn(move || (0..per_client).map(|_| send(&agent)).collect::<Vec<_>>())
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect::<anyhow::Result<Vec<f64>>>()
+        })?;
+        let seconds = started.elapsed().as_secs_f64();
+        let rate = latencies.len() as f64 / seconds;
+        let level = json!({
+            "clients": clients,
+            "requests": latencies.len(),
+            "images_per_second": rate,
+            "vs_bare": rate / bare,
+            "p50_ms": percentile(&latencies, 0.50) * 1e3,
+            "p99_ms": percentile(&latencies, 0.99) * 1e3,
+        });
+        println!("{level}");
+        levels.push(level);
+    }
+    server.stop()?;
+    println!(
+        "{}",
+        json!({
+            "summary": true,
+            "task": "serve",
+            "size": format!("{width}x{height}"),
+            "precision": precision.to_string(),
+            "device": args.run.device.to_string(),
+            "threads": args.run.threads,
+            "server_batch": server_batch,
+            "bare_images_per_second": bare,
+            "levels": levels,
+            "peak_rss_mib": peak_rss_mib(),
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The nearest-rank percentile `q` (0..1) of `values`.
+fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
 }
 
 fn train_task(

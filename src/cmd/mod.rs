@@ -9,6 +9,7 @@ mod eval;
 mod info;
 mod inspect;
 mod optimize;
+mod serve;
 mod sheet;
 mod style_vector;
 mod styles;
@@ -135,6 +136,8 @@ enum Command {
     Optimize(Box<optimize::Args>),
     /// The perceptual losses of stylizations (fixed VGG-19 yardstick), per photo and on average
     Eval(eval::Args),
+    /// Serve the styles over HTTP: a page and a JSON/image API, with batching and limits
+    Serve(serve::Args),
     /// Time the network, a whole file, a training step, the photo stream or a video (JSON lines)
     Bench(bench::Args),
 }
@@ -157,6 +160,7 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         }
         Command::Optimize(args) => optimize::run(*args),
         Command::Eval(args) => eval::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
