@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use infer::{Finish, Job, OutputFormat, Resize, Source, StyleMix, Stylizer, Target};
 use models::vgg::{Vgg, VggKind};
-use models::{Model, ModelMeta, NetSpec, Precision};
+use models::{Model, ModelMeta, NetSpec, Precision, StyleParams, StylePredictor};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
@@ -28,6 +28,9 @@ enum Task {
     /// The video --input through ffmpeg and the network, then the same frames through the
     /// network alone
     Video,
+    /// The arbitrary model's style predictor on the style picture --input (decode, centre
+    /// square, resize to 256², network): paid once per style picture, not per frame
+    Predict,
 }
 
 #[derive(clap::Args)]
@@ -35,10 +38,15 @@ pub struct Args {
     /// What to time
     #[arg(value_enum)]
     task: Task,
-    /// Network: `multistyle26` (the built-in model), a preset (`johnson`, `johnson-half`:
-    /// seeded random weights) or a model file
+    /// Network: `multistyle26` (the built-in model), `arbitrary` (the built-in arbitrary-style
+    /// model, see --style-image), a preset (`johnson`, `johnson-half`: seeded random weights)
+    /// or a model file
     #[arg(long, default_value = "multistyle26")]
     net: String,
+    /// The arbitrary model's style picture (its vector is predicted once, untimed); default: a
+    /// seeded noise picture
+    #[arg(long, value_name = "IMAGE")]
+    style_image: Option<PathBuf>,
     /// Image size WIDTHxHEIGHT (infer; train uses --image-size)
     #[arg(long, default_value = "512x512", value_name = "WxH")]
     size: String,
@@ -124,6 +132,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let mut task: Box<dyn FnMut() -> anyhow::Result<RunResult>> = match args.task {
+        Task::Predict => predict_task(&args, device, precision)?,
+        _ if args.net == ARBITRARY => arbitrary_task(&args, device, precision, (width, height))?,
         Task::Infer => {
             let stylizer = stylizer(&args.net, device, precision)?;
             let mut input = Tensor::rand(
@@ -258,7 +268,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         json!({
             "summary": true,
             "task": format!("{:?}", args.task).to_lowercase(),
-            "net": args.net,
+            "net": if args.task == Task::Predict { ARBITRARY } else { &args.net },
             "precision": precision.to_string(),
             "device": args.device,
             "threads": args.threads,
@@ -415,4 +425,170 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// `--net` for the arbitrary-style model (Ghiasi et al. 2017: the style predictor and the
+/// transformer whose norms come from its style vector).
+const ARBITRARY: &str = "arbitrary";
+
+/// The arbitrary-style network with the γ/β of one style vector, run as `Stylizer` runs a
+/// network: without autograd, NHWC input on the CPU, f32 output.
+struct VectorStylizer {
+    model: Model,
+    params: StyleParams,
+    device: Device,
+    precision: Precision,
+}
+
+impl VectorStylizer {
+    fn new(
+        mut model: Model,
+        vector: &Tensor,
+        device: Device,
+        precision: Precision,
+    ) -> anyhow::Result<Self> {
+        if precision != Precision::F32 {
+            model.vars.set_kind(precision.kind());
+        }
+        let params = tch::no_grad(|| model.net.vector_style_params(vector))?;
+        Ok(Self {
+            model,
+            params,
+            device,
+            precision,
+        })
+    }
+
+    fn stylize(&self, batch: &Tensor) -> anyhow::Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let mut input = batch.to_device(self.device).to_kind(self.precision.kind());
+        if self.device == Device::Cpu {
+            input = models::precision::to_channels_last(&input);
+        }
+        let stylized = self.model.net.forward(&input, &self.params)?;
+        Ok(stylized.to_kind(Kind::Float))
+    }
+}
+
+/// The style predictor shipped with Atelier.
+fn style_predictor(device: Device) -> anyhow::Result<StylePredictor> {
+    const BYTES: &[u8] = include_bytes!("../../assets/style_predictor.safetensors");
+    Ok(StylePredictor::from_bytes(
+        BYTES,
+        Path::new("style_predictor"),
+        device,
+    )?)
+}
+
+/// The arbitrary-style transformer (seeded random weights until the converted one ships; the
+/// time does not depend on them).
+fn arbitrary_model(device: Device) -> anyhow::Result<Model> {
+    tch::manual_seed(0);
+    let meta = ModelMeta {
+        spec: NetSpec::arbitrary(),
+        styles: Vec::new(),
+        training: None,
+    };
+    Ok(Model::new(meta, device)?)
+}
+
+/// The predictor's style vector of the picture at `path` (decoded), or of a seeded noise
+/// picture.
+fn style_vector(predictor: &StylePredictor, path: Option<&Path>) -> anyhow::Result<Tensor> {
+    match path {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let picture = models::pixels::decode(&bytes)
+                .with_context(|| format!("cannot decode {}", path.display()))?;
+            Ok(predictor.style_vector(&picture)?)
+        }
+        None => {
+            tch::manual_seed(0);
+            let side = predictor.spec().input_size;
+            let noise = Tensor::rand([1, 3, side, side], (Kind::Float, Device::Cpu)) * 255.0;
+            let vector = tch::no_grad(|| predictor.net.forward(&noise))?;
+            Ok(vector.get(0))
+        }
+    }
+}
+
+/// `predict`: the style predictor on the picture --input, decoding included.
+fn predict_task(
+    args: &Args,
+    device: Device,
+    precision: Precision,
+) -> anyhow::Result<Box<dyn FnMut() -> anyhow::Result<RunResult>>> {
+    anyhow::ensure!(
+        precision == Precision::F32,
+        "predict runs in f32 (the vector conditions every norm)"
+    );
+    let input = args.input.clone().context("predict needs --input IMAGE")?;
+    let predictor = style_predictor(device)?;
+    Ok(Box::new(move || {
+        let vector = style_vector(&predictor, Some(&input))?;
+        // The vector's values, so a lazy device runs the network before the clock stops.
+        let norm = vector.norm().double_value(&[]);
+        Ok(RunResult {
+            items: 1.0,
+            extra: json!({"vector_norm": norm}),
+        })
+    }))
+}
+
+/// `infer` and `file` for `--net arbitrary`: the transformer with the vector of --style-image
+/// (predicted once, before timing), as `stylize --style-image` runs it.
+fn arbitrary_task(
+    args: &Args,
+    device: Device,
+    precision: Precision,
+    (width, height): (i64, i64),
+) -> anyhow::Result<Box<dyn FnMut() -> anyhow::Result<RunResult>>> {
+    let vector = style_vector(&style_predictor(device)?, args.style_image.as_deref())?;
+    let stylizer = VectorStylizer::new(arbitrary_model(device)?, &vector, device, precision)?;
+    match args.task {
+        Task::Infer => {
+            let mut input = Tensor::rand(
+                [args.batch as i64, 3, height, width],
+                (Kind::Float, Device::Cpu),
+            ) * 255.0;
+            input = input.to_device(device);
+            if args.channels_last {
+                input = models::precision::to_channels_last(&input);
+            }
+            let (batch, repeats) = (args.batch as f64, args.steps.max(1));
+            Ok(Box::new(move || {
+                for _ in 0..repeats {
+                    drop(stylizer.stylize(&input)?);
+                }
+                sync(device);
+                Ok(RunResult {
+                    items: batch * repeats as f64,
+                    extra: json!({}),
+                })
+            }))
+        }
+        Task::File => {
+            let input = args.input.clone().context("file needs --input IMAGE")?;
+            let out_dir = args.out_dir.clone().unwrap_or_else(std::env::temp_dir);
+            let job = Job {
+                source: Source::File(input),
+                target: Target::File(out_dir.join(format!("bench-{}.jpg", std::process::id()))),
+                format: OutputFormat::Jpeg,
+            };
+            Ok(Box::new(move || {
+                let image = infer::pipeline::read_image(&job.source, &Resize::default())?;
+                let out = stylizer.stylize(&image.unsqueeze(0))?;
+                infer::pipeline::write_image(&out.squeeze_dim(0), &job, 95)?;
+                Ok(RunResult {
+                    items: 1.0,
+                    extra: json!({}),
+                })
+            }))
+        }
+        task => anyhow::bail!(
+            "{} --net {ARBITRARY} is not timed (infer, file and predict are)",
+            format!("{task:?}").to_lowercase()
+        ),
+    }
 }
