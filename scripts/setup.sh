@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.11.0
-TEST_PY_PACKAGES=(numpy safetensors onnxruntime tensorboard)
+TEST_PY_PACKAGES=(numpy safetensors onnxruntime onnx tensorboard)
 
 say() { printf '[setup] %s\n' "$*"; }
 

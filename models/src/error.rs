@@ -34,6 +34,8 @@ pub enum Error {
     },
     #[error("invalid network spec: {0}")]
     InvalidSpec(String),
+    #[error("unknown architecture `{name}` (known: {known})")]
+    UnknownPreset { name: String, known: String },
     #[error("image of {height}x{width} is too small for the network (at least {min}x{min})")]
     InputTooSmall { height: i64, width: i64, min: i64 },
     #[error("invalid style selection: {0}")]

@@ -2,7 +2,8 @@
 //! trained style travels as a single self-describing file.
 //!
 //! `__metadata__` keys: `format` = "atelier-model", `format_version`, `spec` (NetSpec as JSON),
-//! `styles` (JSON array of names, in conditional-norm row order) and `training` (JSON, optional).
+//! `styles` (JSON array of names, in conditional-norm row order; empty for a network whose norms
+//! come from a style vector) and `training` (JSON, optional).
 //! Tensors: exactly `NetSpec::variables()`, each f32, or int8 with one f32 scale per output
 //! channel (see `Int8Weight`): an int8 tensor `name` beside an f32 tensor `name.qscale`
 //! (`[out_channels]`), dequantized at load (`w = q · scale[oc]`). Quantized storage keeps
@@ -315,8 +316,7 @@ pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
 /// int8 tensors dequantized with their `.qscale` companions (which do not appear in the
 /// result). An int8 tensor without its scales, or scales that do not fit, is an error.
 pub fn read_dequantized(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
-    let tensors =
-        safetensors::SafeTensors::deserialize(bytes).map_err(|e| not_a_model(path, e))?;
+    let tensors = safetensors::SafeTensors::deserialize(bytes).map_err(|e| not_a_model(path, e))?;
     let mut named: BTreeMap<String, Tensor> = BTreeMap::new();
     for (name, view) in tensors.tensors() {
         named.insert(name, view_to_tensor(path, &view)?);
@@ -453,7 +453,10 @@ pub fn save_safetensors_quantized(
                     )));
                 }
                 views.push((name.clone(), RawView::int8(&weight.values)?));
-                views.push((format!("{name}{SCALE_SUFFIX}"), RawView::f32(&weight.scales)?));
+                views.push((
+                    format!("{name}{SCALE_SUFFIX}"),
+                    RawView::f32(&weight.scales)?,
+                ));
             }
             None => views.push((name.clone(), RawView::f32(tensor)?)),
         }

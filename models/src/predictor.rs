@@ -146,18 +146,19 @@ impl PredictorSpec {
 
     /// Every conv in forward order: the single source of truth for the layout and the names.
     pub fn layers(&self) -> Vec<PredictorLayer> {
-        let layer = |role, name: String, in_channels, out_channels, kernel, stride, groups, relu6| {
-            PredictorLayer {
-                role,
-                name,
-                in_channels,
-                out_channels,
-                kernel,
-                stride,
-                groups,
-                relu6,
-            }
-        };
+        let layer =
+            |role, name: String, in_channels, out_channels, kernel, stride, groups, relu6| {
+                PredictorLayer {
+                    role,
+                    name,
+                    in_channels,
+                    out_channels,
+                    kernel,
+                    stride,
+                    groups,
+                    relu6,
+                }
+            };
         let mut layers = vec![layer(
             Role::Stem,
             "stem".into(),
@@ -336,8 +337,10 @@ impl PredictorNet {
         for block in 0..spec.n_blocks() {
             let mut indices = (0..specs.len()).filter(|&i| specs[i].role.block() == Some(block));
             let first = indices.next();
-            let (Some(first), Some(project)) = (first, indices.last().or(first)) else {
-                return Err(Error::InvalidSpec(format!("predictor block {block} has no convs")));
+            let (Some(first), Some(project)) = (first, indices.next_back().or(first)) else {
+                return Err(Error::InvalidSpec(format!(
+                    "predictor block {block} has no convs"
+                )));
             };
             let residual = specs[first].in_channels == specs[project].out_channels
                 && specs[first..=project].iter().all(|l| l.stride == 1);
@@ -373,8 +376,8 @@ impl PredictorNet {
                 min: MIN_PREDICTOR_SIDE,
             });
         }
-        let weight_kind = self.layers[0].conv.ws.kind();
-        let mut x = (input.to_kind(weight_kind) / 255.0).to_device(self.layers[0].conv.ws.device());
+        let weights = &self.layers[0].conv.ws;
+        let mut x = input.to_device(weights.device()).to_kind(weights.kind()) / 255.0;
         x = self.layers[0].forward(&x);
         for &(first, project, residual) in &self.blocks {
             let mut h = x.shallow_clone();
@@ -535,8 +538,8 @@ impl StylePredictor {
             })?;
             tensors.push((name, var.shallow_clone()));
         }
-        let spec = serde_json::to_string(self.spec())
-            .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        let spec =
+            serde_json::to_string(self.spec()).map_err(|e| Error::InvalidSpec(e.to_string()))?;
         let mut header = HashMap::new();
         header.insert("format".to_string(), PREDICTOR_FORMAT.to_string());
         header.insert(
@@ -579,10 +582,7 @@ mod tests {
         let vars = spec.variables();
         assert_eq!(vars[0], ("stem.weight".to_string(), vec![32, 3, 3, 3]));
         assert!(vars.contains(&("blocks.16.depthwise.weight".to_string(), vec![960, 1, 3, 3])));
-        assert_eq!(
-            vars.last(),
-            Some(&("style.bias".to_string(), vec![100]))
-        );
+        assert_eq!(vars.last(), Some(&("style.bias".to_string(), vec![100])));
         let params: i64 = vars.iter().map(|(_, s)| s.iter().product::<i64>()).sum();
         // MobileNet-v2 1.0 without its classifier: 2.21 M weights and biases (for the folded
         // batch norms); plus 128 100 for the 1280 → 100 style layer.

@@ -162,11 +162,9 @@ impl FromStr for Preset {
         Self::ALL
             .into_iter()
             .find(|preset| preset.name() == name)
-            .ok_or_else(|| {
-                Error::InvalidSpec(format!(
-                    "unknown architecture `{name}` (known: {})",
-                    PRESETS.join(", ")
-                ))
+            .ok_or_else(|| Error::UnknownPreset {
+                name: name.to_string(),
+                known: PRESETS.join(", "),
             })
     }
 }
@@ -591,5 +589,45 @@ impl Structure {
                 2.0 * (l.in_channels * l.out_channels * l.kernel * l.kernel) as f64 * area
             })
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flops_follow_each_layers_resolution() {
+        // The counts the layer-name table gave before the structure existed.
+        assert_eq!(NetSpec::johnson().flops_per_pixel(), 307_584.0);
+        assert_eq!(NetSpec::multistyle26().flops_per_pixel(), 38_808.0);
+        // 9x9 3->8 at full size, 3x3 8->16 at 1/4, 3x3 16->32 and ten 3x3 32->32 at 1/16,
+        // 3x3 32->16 at 1/4, 3x3 16->8 and 9x9 8->3 at full size: 12528 multiply-adds.
+        let arbitrary = 1944.0 + 288.0 + 288.0 + 5760.0 + 1152.0 + 1152.0 + 1944.0;
+        assert_eq!(NetSpec::arbitrary().flops_per_pixel(), 2.0 * arbitrary);
+    }
+
+    #[test]
+    fn every_layer_reads_its_norm_and_bias_from_the_spec() {
+        let multistyle = NetSpec::multistyle26().structure();
+        for layer in multistyle.layers() {
+            assert!(!layer.bias, "{}", layer.name);
+            let norm = layer.norm.as_ref().unwrap();
+            assert_eq!(norm.conditioning, Conditioning::PerStyle { styles: 26 });
+        }
+        let johnson = NetSpec::johnson().structure();
+        assert!(johnson.layers().iter().all(|layer| layer.bias));
+        assert_eq!(johnson.output.norm, None);
+        assert_eq!(
+            johnson.output.activation,
+            Activation::Output(OutputActivation::None)
+        );
+        let names: Vec<&str> = johnson
+            .layers()
+            .iter()
+            .filter_map(|l| l.norm.as_ref().map(|n| n.name.as_str()))
+            .collect();
+        assert_eq!(names[..4], ["in1", "in2", "in3", "res1.in1"]);
+        assert_eq!(names[names.len() - 2..], ["in4", "in5"]);
     }
 }

@@ -201,7 +201,10 @@ mod tests {
         header.insert("dim".to_string(), "100".to_string());
         save_safetensors(&lying, &[(TENSOR_NAME.into(), vector(99))], &header).unwrap();
         let message = StyleVector::load(&lying, 100).unwrap_err().to_string();
-        assert!(message.contains("has 99 values, the header says 100"), "{message}");
+        assert!(
+            message.contains("has 99 values, the header says 100"),
+            "{message}"
+        );
 
         // Not safetensors at all.
         let text = dir.path().join("notes.style");

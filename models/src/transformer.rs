@@ -3,9 +3,14 @@
 //! Johnson, Alahi, Li, "Perceptual Losses for Real-Time Style Transfer and Super-Resolution"
 //! (ECCV 2016), with instance norm (Ulyanov, Vedaldi, Lempitsky 2016) and, for several styles,
 //! conditional instance norm (Dumoulin, Shlens, Kudlur, "A Learned Representation for Artistic
-//! Style", ICLR 2017). Layout and variable names follow pytorch/examples `fast_neural_style`
-//! (`transformer_net.py`), so its saved state dicts load unchanged. Weights: trained by
-//! `atelier train`, converted by `atelier convert`, or the built-in 26-style network.
+//! Style", ICLR 2017), or with norms computed from a style vector (Ghiasi, Lee, Kudlur,
+//! Dumoulin, Shlens, "Exploring the Structure of a Real-Time, Arbitrary Neural Artistic
+//! Stylization Network", BMVC 2017). Layout and variable names follow pytorch/examples
+//! `fast_neural_style` (`transformer_net.py`), so its saved state dicts load unchanged; the
+//! layers are the ones `NetSpec::structure` lists. Weights: trained by `atelier train`,
+//! converted by `atelier convert` (pytorch/examples files, Magenta's multi-style network), or
+//! the built-in 26-style network; the `arbitrary` preset is laid out for Magenta's
+//! arbitrary-stylization transformer weights (Apache-2.0).
 
 use tch::{nn, Kind, Tensor};
 
@@ -782,7 +787,7 @@ mod tests {
     #[test]
     fn style_vectors_condition_the_arbitrary_network_only() {
         tch::manual_seed(3);
-        let (_vs, arbitrary) = noisy_net(&NetSpec::arbitrary());
+        let (mut vs, arbitrary) = noisy_net(&NetSpec::arbitrary());
         let input = Tensor::rand([1, 3, 20, 29], (Kind::Float, Device::Cpu)) * 255.0;
         let stylize = |v: &Tensor| {
             let params = arbitrary.vector_style_params(v).unwrap();
@@ -813,6 +818,15 @@ mod tests {
         refused(arbitrary.vector_style_params(&nan), "non-finite");
         refused(arbitrary.style_params(&[1.0]), "takes a style vector");
         refused(arbitrary.single_style_params(0), "takes a style vector");
+
+        // In bf16, γ/β come out in the network's kind, and the picture stays close.
+        vs.set_kind(Kind::BFloat16);
+        let params = arbitrary.vector_style_params(&a).unwrap();
+        let input_bf16 = input.to_kind(Kind::BFloat16);
+        let out_bf16 = tch::no_grad(|| arbitrary.forward(&input_bf16, &params)).unwrap();
+        assert_eq!(out_bf16.kind(), Kind::BFloat16);
+        let error = relative_error(&out_bf16.to_kind(Kind::Float), &out_a);
+        assert!(error < 3e-2, "bf16: relative error {error:e}");
 
         let (_vs, johnson) = noisy_net(&NetSpec::johnson_half());
         refused(

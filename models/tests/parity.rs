@@ -127,10 +127,18 @@ fn arbitrary_style_network_matches_pytorch_for_two_vectors_and_the_smallest_size
         let style = model.net.vector_style_params(&io[vector]).unwrap();
         let out = tch::no_grad(|| model.net.forward(&io["input"], &style)).unwrap();
         assert_eq!(out.size(), vec![2, 3, 37, 50]);
-        assert_close(&format!("arbitrary 37x50, batch 2, {vector}"), &out, &io[output]);
+        assert_close(
+            &format!("arbitrary 37x50, batch 2, {vector}"),
+            &out,
+            &io[output],
+        );
         // and with autograd on (the plain graph, input scaled before the first conv)
         let out = model.net.forward(&io["input"], &style).unwrap();
-        assert_close(&format!("arbitrary with autograd, {vector}"), &out, &io[output]);
+        assert_close(
+            &format!("arbitrary with autograd, {vector}"),
+            &out,
+            &io[output],
+        );
     }
     // the two vectors give different pictures, so the norms really read them
     assert!(relative_error(&io["output_a"], &io["output_b"]) > 0.1);

@@ -16,7 +16,8 @@ use). OUTPUTS holds, from the float graphs, `vector.float.K` (the predictor's [1
 `style.K`) and `stylized.float.K` (the transformer's [1, 3, H, W] for `content.K` and
 `vector.K`; reflect-padded to a multiple of 4 and cropped back, as the peer does); and, from the
 original quantized graphs, `vector.quantized.K` and, where `content.K` is 384 x 384 (their
-declared size), `stylized.quantized.K` with the quantized graph's own vector.
+declared size), `stylized.quantized.K` (for `vector.K`) and `stylized.quantized_end_to_end.K`
+(for the quantized predictor's own vector).
 """
 import sys
 
@@ -135,7 +136,8 @@ def run(predict_path, transform_path, inputs_path, outputs_path):
         quantized_vector = predict(quantized_predict, style)
         outputs[f"vector.quantized.{index}"] = quantized_vector
         if content.shape[2:] == (384, 384):
-            outputs[f"stylized.quantized.{index}"] = transform(
+            outputs[f"stylized.quantized.{index}"] = transform(quantized_transform, content, vector)
+            outputs[f"stylized.quantized_end_to_end.{index}"] = transform(
                 quantized_transform, content, quantized_vector
             )
     save_file(outputs, outputs_path)

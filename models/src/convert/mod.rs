@@ -18,6 +18,8 @@ use crate::file::{Model, Quantized};
 use crate::predictor::StylePredictor;
 
 /// What a converter read.
+// One value per conversion, moved once: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Imported {
     /// A style transformer, with the int8 forms of the variables its source stored quantized
@@ -56,10 +58,13 @@ impl Imported {
             Imported::Transformer { model, quantized } => {
                 let spec = &model.meta.spec;
                 let variables = spec.variables().len();
+                let styles = match spec.style_vector_dim() {
+                    Some(dim) => format!("any style, from {dim}-d style vectors"),
+                    None if spec.n_styles == 1 => "1 style".to_string(),
+                    None => format!("{} styles", spec.n_styles),
+                };
                 format!(
-                    "style network ({} style{}, {variables} variables{})",
-                    spec.n_styles,
-                    if spec.n_styles == 1 { "" } else { "s" },
+                    "style network ({styles}, {variables} variables{})",
                     int8(quantized, variables)
                 )
             }
@@ -111,6 +116,10 @@ fn import_onnx(path: &Path) -> Result<Imported> {
             model: onnx::import_magenta_model(path, model)?,
             quantized: Quantized::new(),
         }),
+        names if names == arbitrary::TRANSFORMER_INPUTS => {
+            let (model, quantized) = arbitrary::import_transformer_model(path, model)?;
+            Ok(Imported::Transformer { model, quantized })
+        }
         [arbitrary::PREDICTOR_INPUT] => {
             let (predictor, quantized) = arbitrary::import_predictor_model(path, model)?;
             Ok(Imported::Predictor {
@@ -121,8 +130,9 @@ fn import_onnx(path: &Path) -> Result<Imported> {
         _ => Err(Error::Convert {
             path: path.to_path_buf(),
             reason: format!(
-                "unknown graph: inputs are {inputs:?}; expected Magenta's 26-style network [\"image\", \"style_weights\"] or the arbitrary style predictor [\"{}\"]",
-                arbitrary::PREDICTOR_INPUT
+                "unknown graph: inputs are {inputs:?}; expected Magenta's 26-style network [\"image\", \"style_weights\"], the arbitrary style predictor [\"{}\"] or the arbitrary transformer {:?}",
+                arbitrary::PREDICTOR_INPUT,
+                arbitrary::TRANSFORMER_INPUTS
             ),
         }),
     }

@@ -89,6 +89,8 @@ pub(crate) struct QdqGraph {
     constants: HashMap<String, Constant>,
     /// Node index producing each value.
     producers: HashMap<String, usize>,
+    /// Indices of the nodes reading each value.
+    consumers: HashMap<String, Vec<usize>>,
     pub inputs: Vec<String>,
 }
 
@@ -106,15 +108,20 @@ impl QdqGraph {
             constants.insert(name, constant);
         }
         let mut producers = HashMap::new();
+        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
         for (index, node) in graph.node.iter().enumerate() {
             for output in &node.output {
                 producers.insert(output.clone(), index);
+            }
+            for input in &node.input {
+                consumers.entry(input.clone()).or_default().push(index);
             }
         }
         let qdq = Self {
             nodes: graph.node,
             constants,
             producers,
+            consumers,
             inputs,
         };
         qdq.check_quantization()?;
@@ -158,6 +165,24 @@ impl QdqGraph {
         self.nodes
             .iter()
             .filter(|n| !matches!(op(n), "QuantizeLinear" | "DequantizeLinear"))
+    }
+
+    /// The compute nodes that read `value` once activation quantization is dropped: its
+    /// readers, with QuantizeLinear/DequantizeLinear nodes looked through.
+    pub fn float_consumers(&self, value: &str) -> Vec<&proto::NodeProto> {
+        let mut found = Vec::new();
+        let mut pending = vec![value.to_string()];
+        while let Some(value) = pending.pop() {
+            for &index in self.consumers.get(&value).into_iter().flatten() {
+                let node = &self.nodes[index];
+                if matches!(op(node), "QuantizeLinear" | "DequantizeLinear") {
+                    pending.extend(node.output.iter().cloned());
+                } else {
+                    found.push(node);
+                }
+            }
+        }
+        found
     }
 
     /// How many compute nodes of each op type the graph has.
@@ -252,7 +277,10 @@ impl QdqGraph {
 
     /// `(q - zero_point) · scale` of a DequantizeLinear of an initializer, per `axis` when the
     /// scale is a vector: one f32 product per value, as ONNX Runtime computes it.
-    fn dequantize(&self, node: &proto::NodeProto) -> std::result::Result<(Vec<i64>, Vec<f32>), String> {
+    fn dequantize(
+        &self,
+        node: &proto::NodeProto,
+    ) -> std::result::Result<(Vec<i64>, Vec<f32>), String> {
         let get = |index: usize| node.input.get(index).and_then(|n| self.constants.get(n));
         let name = &node.input[0];
         let data = get(0).ok_or_else(|| format!("unknown graph: no initializer `{name}`"))?;
@@ -264,37 +292,51 @@ impl QdqGraph {
             return Err(format!("unknown graph: the scale of `{name}` is not float"));
         };
         let zero_points = match get(2) {
-            Some(z) => z
-                .values
-                .integers()
-                .ok_or_else(|| format!("unknown graph: the zero point of `{name}` is not integer"))?,
+            Some(z) => z.values.integers().ok_or_else(|| {
+                format!("unknown graph: the zero point of `{name}` is not integer")
+            })?,
             None => vec![0],
         };
-        // Index of the scale each value uses: all the same, or by position along `axis`.
-        let per_axis = scales.len() > 1;
-        let (channels, inner) = if per_axis {
-            let axis = usize::try_from(axis(node).rem_euclid(data.dims.len().max(1) as i64))
-                .unwrap_or(0);
-            let channels = data.dims.get(axis).copied().unwrap_or(0);
-            let inner: i64 = data.dims[axis + 1..].iter().product();
-            if channels as usize != scales.len() || (zero_points.len() != 1 && zero_points.len() != scales.len())
-            {
-                return Err(format!(
-                    "unknown graph: `{name}` has {} scales and {} zero points for {channels} channels",
-                    scales.len(),
-                    zero_points.len()
-                ));
+        // Which scale each value uses: the one scale, or the one of its index along `axis`
+        // (`inner` values per step along it).
+        let (channels, inner) = match scales.len() {
+            0 => return Err(format!("unknown graph: `{name}` has no scale")),
+            1 => (1, q.len().max(1)),
+            n => {
+                let rank = data.dims.len() as i64;
+                let axis = axis(node);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                let Some(axis) = usize::try_from(axis).ok().filter(|&a| a < data.dims.len()) else {
+                    return Err(format!(
+                        "unknown graph: `{name}` is dequantized along axis {axis} of {rank}"
+                    ));
+                };
+                let inner: i64 = data.dims[axis + 1..].iter().product();
+                if data.dims[axis] != n as i64 {
+                    return Err(format!(
+                        "unknown graph: `{name}` has {n} scales for {} channels",
+                        data.dims[axis]
+                    ));
+                }
+                (n, inner.max(1) as usize)
             }
-            (channels as usize, inner.max(1) as usize)
-        } else {
-            (1, data.values.len().max(1))
         };
+        if zero_points.len() != 1 && zero_points.len() != channels {
+            return Err(format!(
+                "unknown graph: `{name}` has {} zero points for {channels} scales",
+                zero_points.len()
+            ));
+        }
         let values = q
             .iter()
             .enumerate()
             .map(|(i, &v)| {
                 let c = (i / inner) % channels;
-                let zero = zero_points.get(c).or(zero_points.first()).copied().unwrap_or(0);
+                let zero = zero_points
+                    .get(c)
+                    .or(zero_points.first())
+                    .copied()
+                    .unwrap_or(0);
                 (v - zero) as f32 * scales[c]
             })
             .collect();
@@ -369,8 +411,12 @@ fn constant_from_proto(tensor: &proto::TensorProto) -> std::result::Result<Const
         (other, _) => return Err(format!("data type {other:?} is not supported")),
     };
     let numel: i64 = tensor.dims.iter().product();
-    if values.len() as i64 != numel {
-        return Err(format!("{} values for shape {:?}", values.len(), tensor.dims));
+    if tensor.dims.iter().any(|&d| d < 0) || values.len() as i64 != numel {
+        return Err(format!(
+            "{} values for shape {:?}",
+            values.len(),
+            tensor.dims
+        ));
     }
     Ok(Constant {
         dims: tensor.dims.clone(),
