@@ -1,6 +1,7 @@
 //! Atelier's inference runtime: one photo, folders of thousands (a decode → network → encode
 //! pipeline), huge images (tiles that share whole-image statistics) and video (through the
-//! `ffmpeg` and `ffprobe` programs).
+//! `ffmpeg` and `ffprobe` programs), with the style from a trained model, the built-in styles or
+//! any picture (`StyleSource`).
 //!
 //! Invariants: depends on `models` only (not on training); pixels cross to and from tensors
 //! only through `models::pixels`; outputs are written under a temporary name and renamed.
@@ -11,6 +12,7 @@ pub mod image_io;
 pub mod jobs;
 pub mod pipeline;
 pub mod sheet;
+pub mod style_source;
 pub mod stylizer;
 pub mod tiling;
 pub mod video;
@@ -19,7 +21,8 @@ pub use error::{Error, Result};
 pub use image_io::{OutputFormat, Resize};
 pub use jobs::{Job, Naming, Source, Target};
 pub use pipeline::{Outcome, PipelineOptions, Record, Summary};
-pub use stylizer::{Finish, StyleMix, Stylizer};
+pub use style_source::{StylePicture, StyleSource};
+pub use stylizer::{Finish, PhotoStyle, StyleMix, Stylizer};
 pub use tiling::TileMode;
 pub use video::{VideoInfo, VideoOptions, VideoReport};
 

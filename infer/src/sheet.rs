@@ -1,11 +1,13 @@
-//! Contact sheets: every style of a model on one photo, in a labelled grid.
+//! Contact sheets: every style of a model, or several style pictures, on one photo, in a
+//! labelled grid.
 
 use image::{imageops, DynamicImage, Rgb, RgbImage};
-use models::pixels;
-use tch::Tensor;
+use models::{pixels, Precision};
+use tch::{Device, Tensor};
 
-use crate::error::Result;
-use crate::stylizer::{StyleMix, Stylizer};
+use crate::error::{Error, Result};
+use crate::style_source::{ArbitraryNetworks, StyleSource};
+use crate::stylizer::{Finish, StyleMix, Stylizer};
 
 const BACKGROUND: Rgb<u8> = Rgb([24, 24, 28]);
 const INK: Rgb<u8> = Rgb([235, 235, 235]);
@@ -25,6 +27,60 @@ pub fn stylize_every_style(stylizer: &mut Stylizer, photo: &Tensor) -> Result<Ve
             Ok(pixels::tensor_to_image(&stylized.squeeze_dim(0))?)
         })
         .collect()
+}
+
+/// The styled cells of a sheet of `photo` (`[3, H, W]`, RGB in [0, 255]), each with its label:
+/// every style of a model (labelled by its name), or each style picture on its own (labelled by
+/// its file stem; the predictor runs once per picture, all of them before any cell). Weights
+/// are refused for pictures: a sheet compares them, `stylize` mixes them.
+pub fn style_cells(
+    source: &StyleSource,
+    device: Device,
+    precision: Precision,
+    photo: &Tensor,
+) -> Result<Vec<(String, RgbImage)>> {
+    match source {
+        StyleSource::Model { .. } => {
+            let mut stylizer = source.stylizer(device, precision, Finish::default())?;
+            let stylized = stylize_every_style(&mut stylizer, photo)?;
+            let styles = stylizer.model().meta.styles.clone();
+            Ok(styles.into_iter().zip(stylized).collect())
+        }
+        StyleSource::Pictures(pictures) => {
+            if let Some(weighted) = pictures.iter().find(|p| p.weight != 1.0) {
+                return Err(Error::Style(format!(
+                    "a sheet shows each style picture on its own; drop the weight of `{}` \
+                     (weights mix pictures in `atelier stylize`)",
+                    weighted.path.display()
+                )));
+            }
+            let networks = ArbitraryNetworks::load(device)?;
+            let vectors = pictures
+                .iter()
+                .map(|p| networks.style_vector(&p.path))
+                .collect::<Result<Vec<_>>>()?;
+            let mut stylizer = Stylizer::with_style_vector(
+                networks.transformer,
+                networks.predictor,
+                device,
+                precision,
+                &vectors[0],
+                &pictures[0].label(),
+                Finish::default(),
+            )?;
+            let batch = photo.unsqueeze(0);
+            pictures
+                .iter()
+                .zip(&vectors)
+                .map(|(picture, vector)| {
+                    let label = picture.label();
+                    stylizer.set_style_vector(vector, &label)?;
+                    let stylized = stylizer.stylize(&batch)?;
+                    Ok((label, pixels::tensor_to_image(&stylized.squeeze_dim(0))?))
+                })
+                .collect()
+        }
+    }
 }
 
 /// Lays out `(label, picture)` cells, all of one size, in a grid with `columns` columns (square

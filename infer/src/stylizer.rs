@@ -1,7 +1,8 @@
-//! A loaded style network on one device and precision, with its style mix resolved once, and
-//! the pointwise touches applied after the network (strength, colour preservation).
+//! A loaded style network on one device and precision, with its style (a mix of a trained
+//! model's styles, or a style vector for the arbitrary network) resolved once, and the
+//! pointwise touches applied after the network (strength, colour preservation).
 
-use models::{Model, NormStats, Precision, StyleParams};
+use models::{Model, NormStats, Precision, StyleParams, StylePredictor};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
@@ -100,7 +101,7 @@ fn style_index(name: &str, styles: &[String]) -> Result<usize> {
 }
 
 /// A style name made safe for file names.
-fn file_safe(name: &str) -> String {
+pub(crate) fn file_safe(name: &str) -> String {
     let safe: String = name
         .chars()
         .map(|c| {
@@ -121,7 +122,8 @@ fn file_safe(name: &str) -> String {
 /// What happens to the network's output before it is written.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Finish {
-    /// 1 = the network's output; lower blends linearly with the original.
+    /// 1 = the network's output; lower blends linearly with the original (with a style
+    /// vector: moves the vector towards the photo's own instead).
     pub strength: f64,
     /// Keep the original's chroma: only the stylized luminance is used.
     pub preserve_color: bool,
@@ -136,14 +138,59 @@ impl Default for Finish {
     }
 }
 
-/// A model ready to stylize: on its device, in its precision, with γ/β for the chosen mix.
+/// A model ready to stylize: on its device, in its precision, with γ/β for the chosen style.
 pub struct Stylizer {
     model: Model,
-    params: StyleParams,
+    style: Conditioning,
     device: Device,
     precision: Precision,
     finish: Finish,
     mix: StyleMix,
+}
+
+/// Where the stylizer's γ/β come from.
+enum Conditioning {
+    /// A trained model's style rows, mixed once (`StyleMix`).
+    Rows(StyleParams),
+    /// A style vector (the arbitrary network, Ghiasi et al. 2017).
+    Vector(VectorStyle),
+}
+
+struct VectorStyle {
+    /// The style pictures' vector, `[D]` f32.
+    vector: Tensor,
+    /// γ/β at `vector`: what every photo gets at strength 1.
+    params: StyleParams,
+    /// Kept below strength 1, where each photo's own vector is mixed in (Magenta's
+    /// interpolation `v = s·v_style + (1 − s)·v_photo`).
+    predictor: Option<StylePredictor>,
+}
+
+/// The γ/β one photo is stylized with (`Stylizer::photo_style`).
+pub struct PhotoStyle<'a>(PhotoParams<'a>);
+
+enum PhotoParams<'a> {
+    Shared(&'a StyleParams),
+    Own(StyleParams),
+}
+
+impl PhotoStyle<'_> {
+    fn params(&self) -> &StyleParams {
+        match &self.0 {
+            PhotoParams::Shared(params) => params,
+            PhotoParams::Own(params) => params,
+        }
+    }
+}
+
+fn check_strength(finish: &Finish) -> Result<()> {
+    if !(0.0..=1.0).contains(&finish.strength) {
+        return Err(Error::Invalid(format!(
+            "strength {} is not in 0..1",
+            finish.strength
+        )));
+    }
+    Ok(())
 }
 
 impl Stylizer {
@@ -156,23 +203,57 @@ impl Stylizer {
         finish: Finish,
     ) -> Result<Self> {
         precision.check_device(device).map_err(Error::Invalid)?;
-        if !(0.0..=1.0).contains(&finish.strength) {
-            return Err(Error::Invalid(format!(
-                "strength {} is not in 0..1",
-                finish.strength
-            )));
-        }
+        check_strength(&finish)?;
         if precision != Precision::F32 {
             model.vars.set_kind(precision.kind());
         }
         let params = tch::no_grad(|| model.net.style_params(&mix.weights))?;
         Ok(Self {
             model,
-            params,
+            style: Conditioning::Rows(params),
             device,
             precision,
             finish,
             mix,
+        })
+    }
+
+    /// A network conditioned on a style vector (`NetSpec::style_vector_dim`) with `vector`
+    /// (`[D]`, e.g. `StylePredictor::style_vector` of a painting), named `label` in output
+    /// names. Both networks must already live on `device`. Below strength 1 the predictor runs
+    /// on every photo (once, on the whole photo, also when it is tiled) and the style vector
+    /// is interpolated towards the photo's own; the output is not blended with the photo.
+    pub fn with_style_vector(
+        mut model: Model,
+        predictor: StylePredictor,
+        device: Device,
+        precision: Precision,
+        vector: &Tensor,
+        label: &str,
+        finish: Finish,
+    ) -> Result<Self> {
+        precision.check_device(device).map_err(Error::Invalid)?;
+        check_strength(&finish)?;
+        if precision != Precision::F32 {
+            model.vars.set_kind(precision.kind());
+        }
+        let vector = vector.to_device(Device::Cpu).to_kind(Kind::Float);
+        let params = tch::no_grad(|| model.net.vector_style_params(&vector))?;
+        let predictor = (finish.strength < 1.0).then_some(predictor);
+        Ok(Self {
+            model,
+            style: Conditioning::Vector(VectorStyle {
+                vector,
+                params,
+                predictor,
+            }),
+            device,
+            precision,
+            finish,
+            mix: StyleMix {
+                weights: Vec::new(),
+                label: file_safe(label),
+            },
         })
     }
 
@@ -188,24 +269,114 @@ impl Stylizer {
         &self.model
     }
 
+    /// The style mix of a trained model; with a style vector its weights are empty and only
+    /// the label (the pictures' names) is set.
     pub fn mix(&self) -> &StyleMix {
         &self.mix
     }
 
+    /// Names the style in output file names (`photo_<label>.jpg`).
+    pub fn label(&self) -> &str {
+        &self.mix.label
+    }
+
+    /// The style vector, when the network is conditioned on one.
+    pub fn style_vector(&self) -> Option<&Tensor> {
+        match &self.style {
+            Conditioning::Vector(style) => Some(&style.vector),
+            Conditioning::Rows(_) => None,
+        }
+    }
+
     /// Switches to another style mix of the same model (contact sheets run every style).
     pub fn set_mix(&mut self, mix: StyleMix) -> Result<()> {
-        self.params = tch::no_grad(|| self.model.net.style_params(&mix.weights))?;
+        let params = tch::no_grad(|| self.model.net.style_params(&mix.weights))?;
+        self.style = Conditioning::Rows(params);
         self.mix = mix;
         Ok(())
     }
 
-    /// Stylizes `[B, 3, H, W]` RGB in [0, 255] (any device); returns f32 on the device.
-    pub fn stylize(&self, batch: &Tensor) -> Result<Tensor> {
-        self.stylize_with_stats(batch, NormStats::Own)
+    /// Switches to another style vector (contact sheets of several style pictures).
+    pub fn set_style_vector(&mut self, vector: &Tensor, label: &str) -> Result<()> {
+        let Conditioning::Vector(style) = &mut self.style else {
+            return Err(Error::Style(
+                "the model takes style weights, not a style vector".into(),
+            ));
+        };
+        let vector = vector.to_device(Device::Cpu).to_kind(Kind::Float);
+        style.params = tch::no_grad(|| self.model.net.vector_style_params(&vector))?;
+        style.vector = vector;
+        self.mix.label = file_safe(label);
+        Ok(())
     }
 
-    /// As `stylize`, with instance-norm statistics recorded or replayed (tiling).
+    /// Whether each photo gets γ/β of its own (a style vector below strength 1), so photos
+    /// cannot share a network call.
+    pub fn per_photo_style(&self) -> bool {
+        matches!(&self.style, Conditioning::Vector(style) if style.predictor.is_some())
+    }
+
+    /// The γ/β `photo` (`[3, H, W]` or `[1, 3, H, W]`, RGB in [0, 255]: the whole photo, not a
+    /// tile) is stylized with: the stylizer's own, or with a style vector below strength 1
+    /// `s·v_style + (1 − s)·v_photo`, `v_photo` being the predictor's vector of the photo.
+    pub fn photo_style(&self, photo: &Tensor) -> Result<PhotoStyle<'_>> {
+        let style = match &self.style {
+            Conditioning::Rows(params) => return Ok(PhotoStyle(PhotoParams::Shared(params))),
+            Conditioning::Vector(style) => style,
+        };
+        let Some(predictor) = &style.predictor else {
+            return Ok(PhotoStyle(PhotoParams::Shared(&style.params)));
+        };
+        let photo = match photo.size().as_slice() {
+            [3, _, _] => photo.shallow_clone(),
+            [1, 3, _, _] => photo.squeeze_dim(0),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "a photo's own style vector needs one photo, got a batch of shape {other:?}"
+                )))
+            }
+        };
+        // The predictor sees 8-bit pictures (as when it reads a style picture).
+        let picture = image::DynamicImage::ImageRgb8(models::pixels::tensor_to_image(&photo)?);
+        let _guard = tch::no_grad_guard();
+        let own = predictor.style_vector(&picture)?.to_device(Device::Cpu);
+        let strength = self.finish.strength;
+        let vector = &style.vector * strength + own * (1.0 - strength);
+        Ok(PhotoStyle(PhotoParams::Own(
+            self.model.net.vector_style_params(&vector)?,
+        )))
+    }
+
+    /// Stylizes `[B, 3, H, W]` RGB in [0, 255] (any device); returns f32 on the device. When
+    /// every photo has its own γ/β (`per_photo_style`) they run one at a time.
+    pub fn stylize(&self, batch: &Tensor) -> Result<Tensor> {
+        if !self.per_photo_style() {
+            return self.stylize_with_stats(batch, NormStats::Own);
+        }
+        let photos = (0..batch.size()[0])
+            .map(|i| {
+                let photo = batch.narrow(0, i, 1);
+                let style = self.photo_style(&photo)?;
+                self.stylize_photo(&photo, &style, NormStats::Own)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&photos, 0))
+    }
+
+    /// As `stylize`, with instance-norm statistics recorded or replayed; with per-photo γ/β
+    /// the batch must be one whole photo (tiles use `photo_style` and `stylize_photo`).
     pub fn stylize_with_stats(&self, batch: &Tensor, stats: NormStats) -> Result<Tensor> {
+        let style = self.photo_style(batch)?;
+        self.stylize_photo(batch, &style, stats)
+    }
+
+    /// Stylizes `[B, 3, H, W]` (a photo or a tile of one) with γ/β from `photo_style`.
+    pub fn stylize_photo(
+        &self,
+        batch: &Tensor,
+        style: &PhotoStyle,
+        stats: NormStats,
+    ) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
         let original = batch.to_device(self.device).to_kind(Kind::Float);
         let mut input = original.to_kind(self.precision.kind());
@@ -216,7 +387,7 @@ impl Stylizer {
         let stylized = self
             .model
             .net
-            .forward_with_stats(&input, &self.params, stats)?
+            .forward_with_stats(&input, style.params(), stats)?
             .to_kind(Kind::Float);
         Ok(self.apply_finish(&original, stylized))
     }
@@ -227,7 +398,9 @@ impl Stylizer {
             // YCbCr with the original's Cb and Cr: changing only Y moves R, G and B equally.
             out = original + (luminance(&out) - luminance(original));
         }
-        if self.finish.strength < 1.0 {
+        // A style vector's strength acted on the vector already (`photo_style`).
+        let blend = matches!(self.style, Conditioning::Rows(_));
+        if blend && self.finish.strength < 1.0 {
             out = original * (1.0 - self.finish.strength) + out * self.finish.strength;
         }
         out

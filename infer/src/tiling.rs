@@ -208,9 +208,12 @@ pub fn stylize_tiled(
     } else {
         image.shallow_clone()
     };
+    // The style is the whole photo's (a style vector below strength 1 mixes in the photo's own
+    // vector), so every tile gets the same γ/β.
+    let style = stylizer.photo_style(&image)?;
     let mut stats = Vec::new();
     // Only the statistics matter; the small stylized copy is dropped.
-    let _ = stylizer.stylize_with_stats(&stats_input, NormStats::Record(&mut stats))?;
+    let _ = stylizer.stylize_photo(&stats_input, &style, NormStats::Record(&mut stats))?;
     drop(stats_input);
 
     let overlap = OVERLAP.min(tile / 2);
@@ -223,7 +226,7 @@ pub fn stylize_tiled(
             let mask = &wy * &wx;
             let crop = image.narrow(2, y0, th).narrow(3, x0, tw);
             let styled = stylizer
-                .stylize_with_stats(&crop, NormStats::Replay(&stats))?
+                .stylize_photo(&crop, &style, NormStats::Replay(&stats))?
                 .to_device(Device::Cpu);
             let _ = output
                 .narrow(2, y0, th)

@@ -6,6 +6,7 @@ mod convert;
 mod info;
 mod inspect;
 mod sheet;
+mod style_vector;
 mod styles;
 mod stylize;
 mod train;
@@ -48,8 +49,10 @@ enum Command {
     Inspect(inspect::Args),
     /// List the styles of a model (the built-in one by default)
     Styles(styles::Args),
-    /// Render every style of a model on one photo as a labelled contact sheet
+    /// Render every style of a model (or several style pictures) on one photo as a labelled contact sheet
     Sheet(sheet::Args),
+    /// Save a style picture's style vector for reuse with --style-image
+    StyleVector(style_vector::Args),
     /// Train a style network from style images and a folder of photos (resumable, logs to TensorBoard)
     Train(Box<train::Args>),
     /// Time the network, a whole file, a training step, the photo stream or a video (JSON lines)
@@ -65,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(args),
         Command::Styles(args) => styles::run(args),
         Command::Sheet(args) => sheet::run(args),
+        Command::StyleVector(args) => style_vector::run(args),
         Command::Train(args) => train::run(*args),
         Command::Bench(args) => bench::run(args),
     }

@@ -1,4 +1,5 @@
-//! `atelier sheet`: every style of a model on one photo, as a labelled contact sheet.
+//! `atelier sheet`: every style of a model, or several style pictures, on one photo, as a
+//! labelled contact sheet.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,10 @@ pub struct Args {
     /// The model (default: the built-in 26-style network)
     #[arg(short, long)]
     model: Option<PathBuf>,
+    /// Style pictures (or style vectors from `atelier style-vector`) instead of a model's
+    /// styles, one cell each: `a.jpg,b.png,c.style`; run by the built-in arbitrary-style network
+    #[arg(long, value_name = "PICTURES")]
+    style_image: Option<String>,
     /// Longer side of each cell, in pixels
     #[arg(long, default_value_t = 256)]
     cell_size: u32,
@@ -46,16 +51,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.precision
         .check_device(device)
         .map_err(anyhow::Error::msg)?;
-    let loaded = infer::load_model(args.model.as_deref(), device)?;
-    let first_style = infer::StyleMix::single(0, &loaded.model.meta.styles);
-    let mut stylizer = infer::Stylizer::new(
-        loaded.model,
-        device,
-        args.precision,
-        first_style,
-        infer::Finish::default(),
-    )?;
-
+    let source =
+        infer::StyleSource::from_args(args.model.as_deref(), None, args.style_image.as_deref())?;
     let bytes = std::fs::read(&args.photo)
         .with_context(|| format!("cannot read {}", args.photo.display()))?;
     let photo =
@@ -66,19 +63,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let photo = resize.apply(photo);
     let started = Instant::now();
-    let stylized =
-        infer::sheet::stylize_every_style(&mut stylizer, &models::pixels::image_to_tensor(&photo))?;
-    let styles = &stylizer.model().meta.styles;
+    let stylized = infer::sheet::style_cells(
+        &source,
+        device,
+        args.precision,
+        &models::pixels::image_to_tensor(&photo),
+    )?;
+    let n_styles = stylized.len();
     let mut cells = vec![("original".to_string(), infer::sheet::original_cell(&photo))];
-    cells.extend(styles.iter().cloned().zip(stylized));
+    cells.extend(stylized);
     let sheet = infer::sheet::layout(&cells, args.columns);
     let encoded = infer::image_io::encode(&sheet, format, 92).map_err(anyhow::Error::msg)?;
     models::file::write_atomically(&args.output, &encoded)?;
     eprintln!(
-        "wrote {} ({} styles of {} in {:.1} s)",
+        "wrote {} ({n_styles} styles of {} in {:.1} s)",
         args.output.display(),
-        styles.len(),
-        loaded.name,
+        source.network_name(),
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)

@@ -52,5 +52,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if meta.styles.len() > 1 {
         println!("pick one with --style I, or mix with --style I:W,J:W (weights are normalised)");
     }
+    if args.model.is_none() {
+        println!(
+            "any picture as a style, no training: --style-image painting.jpg runs the built-in \
+             arbitrary-style network ({}, Ghiasi et al. 2017); mix pictures with \
+             --style-image a.jpg:0.7,b.jpg:0.3, save a picture's vector with `atelier style-vector`",
+            infer::builtin::ARBITRARY_NAME
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,9 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use infer::{Finish, Naming, OutputFormat, PipelineOptions, Resize, StyleMix, Stylizer, TileMode};
+use infer::{
+    Finish, Naming, OutputFormat, PipelineOptions, Resize, StyleSource, Stylizer, TileMode,
+};
 use models::Precision;
 
 use super::exit;
@@ -24,7 +26,13 @@ pub struct NetArgs {
     /// `I:W,J:W` (weights are normalised to sum to 1)
     #[arg(long, value_name = "STYLE")]
     pub style: Option<String>,
-    /// How much style: 1 is the network's output, 0 the original, in between a blend
+    /// Any picture as the style, no training: a painting, a photo, or a style vector saved by
+    /// `atelier style-vector`; several mix by their vectors, `a.jpg:0.7,b.jpg:0.3`. Runs the
+    /// built-in arbitrary-style network at the photo's own size; not with -m or --style
+    #[arg(long, value_name = "PICTURE")]
+    pub style_image: Option<String>,
+    /// How much style: 1 is the network's output, 0 the original, in between a blend (with
+    /// --style-image: the style vector moves towards the photo's own, Magenta's interpolation)
     #[arg(long, default_value_t = 1.0, value_name = "0..1")]
     pub strength: f64,
     /// Keep the original's colours: take only the luminance from the stylized image
@@ -85,18 +93,25 @@ impl NetArgs {
             "--strength must be between 0 and 1"
         );
         anyhow::ensure!(self.batch != Some(0), "--batch must be at least 1");
-        let loaded =
-            infer::load_model(self.model.as_deref(), device).context("cannot load the model")?;
-        let mix = StyleMix::parse(
-            self.style.as_deref(),
-            &loaded.model.meta.styles,
-            loaded.default_style,
-        )?;
         let finish = Finish {
             strength: self.strength,
             preserve_color: self.preserve_color,
         };
-        Ok(Stylizer::new(loaded.model, device, precision, mix, finish)?)
+        let source = self.style_source()?;
+        let stylizer = source.stylizer(device, precision, finish);
+        match source {
+            StyleSource::Model { .. } => Ok(stylizer.context("cannot load the model")?),
+            StyleSource::Pictures(_) => Ok(stylizer?),
+        }
+    }
+
+    /// The style chosen by -m, --style and --style-image.
+    pub fn style_source(&self) -> anyhow::Result<StyleSource> {
+        Ok(StyleSource::from_args(
+            self.model.as_deref(),
+            self.style.as_deref(),
+            self.style_image.as_deref(),
+        )?)
     }
 
     pub fn threads(&self) -> usize {
@@ -115,7 +130,8 @@ pub struct Args {
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
     /// Output: a file (one input), a folder (folders are mirrored under it, names kept) or `-`
-    /// (stdout). Without it, each output goes beside its input as `<stem>_<style>.<ext>`
+    /// (stdout). Without it, each output goes beside its input as `<stem>_<style>.<ext>` (the
+    /// style's name, or the style picture's file stem)
     #[arg(short, long, value_name = "OUT")]
     output: Option<PathBuf>,
     #[command(flatten)]
@@ -146,7 +162,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let naming = Naming {
         output: args.output.clone(),
         format: args.format,
-        label: stylizer.mix().label.clone(),
+        label: stylizer.label().to_string(),
     };
     let jobs = infer::jobs::plan(&args.inputs, &naming)?;
     anyhow::ensure!(
