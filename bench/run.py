@@ -28,7 +28,7 @@ from peers import ARBITRARY_SPEC, SPECS, make_net  # noqa: E402
 BIN = Path(os.environ.get("ATELIER_BIN", ROOT / "target" / "release" / "atelier"))
 WORK = ROOT / "target" / "bench"
 # Frames of the 720p test clip per network (the johnson network takes seconds a frame here).
-VIDEO_FRAMES = {"johnson": 6, "multistyle26": 32}
+VIDEO_FRAMES = {"johnson": 6, "multistyle26": 32, "arbitrary": 16}
 PHOTOS = ROOT / "assets" / "photos"
 # The arbitrary model's style picture (its vector is predicted once per process, untimed).
 STYLE_PICTURE = ROOT / "assets" / "styles" / "swirls.png"
@@ -196,7 +196,7 @@ def plan(inputs, quick, full, only, nets=()):
 
 def plan_arbitrary(inputs, quick, reps):
     """The arbitrary-style model: the transformer alone at 512² and 1024² (the issue's target
-    size), whole files, and the style predictor once per style picture."""
+    size), whole files, the 720p clip, and the style predictor once per style picture."""
     rows = []
     style = dict(style_image=STYLE_PICTURE)
     for w, h in SIZES[1:2] if quick else SIZES[1:3]:
@@ -205,6 +205,8 @@ def plan_arbitrary(inputs, quick, reps):
     for w, h in SIZES[:2] if quick else [(512, 512), (1920, 1080)]:
         rows.append(("file", "arbitrary", ["ours", "torch", "ort"],
                      dict(input=WORK / f"photo-{w}x{h}.jpg", **style, **reps(w * h > 600_000))))
+    rows.append(("video", "arbitrary", ["ours", "torch", "ort"],
+                 dict(input=inputs["clips"]["arbitrary"], **style, **reps(True))))
     rows.append(("predict", "arbitrary", ["ours", "ort"], dict(input=STYLE_PICTURE, **reps(False))))
     return rows
 

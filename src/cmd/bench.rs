@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use infer::{Finish, Job, OutputFormat, Resize, Source, StyleMix, Stylizer, Target};
 use models::vgg::{Vgg, VggKind};
-use models::{Model, ModelMeta, NetSpec, Precision, StyleParams, StylePredictor};
+use models::{Model, ModelMeta, NetSpec, Precision, StylePredictor};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
@@ -133,9 +133,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut task: Box<dyn FnMut() -> anyhow::Result<RunResult>> = match args.task {
         Task::Predict => predict_task(&args, device, precision)?,
-        _ if args.net == ARBITRARY => arbitrary_task(&args, device, precision, (width, height))?,
         Task::Infer => {
-            let stylizer = stylizer(&args.net, device, precision)?;
+            let stylizer = stylizer_for(&args, device, precision)?;
             let mut input = Tensor::rand(
                 [args.batch as i64, 3, height, width],
                 (Kind::Float, Device::Cpu),
@@ -157,7 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
         }
         Task::File => {
-            let stylizer = stylizer(&args.net, device, precision)?;
+            let stylizer = stylizer_for(&args, device, precision)?;
             let input = args.input.clone().context("file needs --input IMAGE")?;
             let job = Job {
                 source: Source::File(input),
@@ -200,7 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Task::Video => {
             infer::video::check_ffmpeg()?;
-            let stylizer = stylizer(&args.net, device, precision)?;
+            let stylizer = stylizer_for(&args, device, precision)?;
             let input = args.input.clone().context("video needs --input CLIP")?;
             let info = infer::video::probe(&input)?;
             let output = out_dir.join(format!("bench-{}.mp4", std::process::id()));
@@ -429,67 +428,25 @@ fn peak_rss_mib() -> Option<f64> {
 
 /// `--net` for the arbitrary-style model (Ghiasi et al. 2017: the style predictor and the
 /// transformer whose norms come from its style vector).
-const ARBITRARY: &str = "arbitrary";
+const ARBITRARY: &str = infer::builtin::ARBITRARY_NAME;
 
-/// The arbitrary-style network with the γ/β of one style vector, run as `Stylizer` runs a
-/// network: without autograd, NHWC input on the CPU, f32 output.
-struct VectorStylizer {
-    model: Model,
-    params: StyleParams,
-    device: Device,
-    precision: Precision,
-}
-
-impl VectorStylizer {
-    fn new(
-        mut model: Model,
-        vector: &Tensor,
-        device: Device,
-        precision: Precision,
-    ) -> anyhow::Result<Self> {
-        if precision != Precision::F32 {
-            model.vars.set_kind(precision.kind());
-        }
-        let params = tch::no_grad(|| model.net.vector_style_params(vector))?;
-        Ok(Self {
-            model,
-            params,
-            device,
-            precision,
-        })
+/// The `Stylizer` for `--net`: the arbitrary-style model with the vector of `--style-image`
+/// (predicted once, before timing), as `stylize --style-image` builds it, or `stylizer`.
+fn stylizer_for(args: &Args, device: Device, precision: Precision) -> anyhow::Result<Stylizer> {
+    if args.net != ARBITRARY {
+        return stylizer(&args.net, device, precision);
     }
-
-    fn stylize(&self, batch: &Tensor) -> anyhow::Result<Tensor> {
-        let _guard = tch::no_grad_guard();
-        let mut input = batch.to_device(self.device).to_kind(self.precision.kind());
-        if self.device == Device::Cpu {
-            input = models::precision::to_channels_last(&input);
-        }
-        let stylized = self.model.net.forward(&input, &self.params)?;
-        Ok(stylized.to_kind(Kind::Float))
-    }
-}
-
-/// The style predictor shipped with Atelier.
-fn style_predictor(device: Device) -> anyhow::Result<StylePredictor> {
-    const BYTES: &[u8] = include_bytes!("../../assets/style_predictor.safetensors");
-    Ok(StylePredictor::from_bytes(
-        BYTES,
-        Path::new("style_predictor"),
+    let networks = infer::style_source::ArbitraryNetworks::load(device)?;
+    let vector = style_vector(&networks.predictor, args.style_image.as_deref())?;
+    Ok(Stylizer::with_style_vector(
+        networks.transformer,
+        networks.predictor,
         device,
+        precision,
+        &vector,
+        "bench",
+        Finish::default(),
     )?)
-}
-
-/// The arbitrary-style transformer (seeded random weights until the converted one ships; the
-/// time does not depend on them).
-fn arbitrary_model(device: Device) -> anyhow::Result<Model> {
-    tch::manual_seed(0);
-    let meta = ModelMeta {
-        spec: NetSpec::arbitrary(),
-        styles: Vec::new(),
-        training: None,
-    };
-    Ok(Model::new(meta, device)?)
 }
 
 /// The predictor's style vector of the picture at `path` (decoded), or of a seeded noise
@@ -524,71 +481,14 @@ fn predict_task(
         "predict runs in f32 (the vector conditions every norm)"
     );
     let input = args.input.clone().context("predict needs --input IMAGE")?;
-    let predictor = style_predictor(device)?;
+    let predictor = infer::builtin::style_predictor(device)?;
     Ok(Box::new(move || {
         let vector = style_vector(&predictor, Some(&input))?;
-        // The vector's values, so a lazy device runs the network before the clock stops.
+        // Read the values, so a lazy device runs the network before the clock stops.
         let norm = vector.norm().double_value(&[]);
         Ok(RunResult {
             items: 1.0,
             extra: json!({"vector_norm": norm}),
         })
     }))
-}
-
-/// `infer` and `file` for `--net arbitrary`: the transformer with the vector of --style-image
-/// (predicted once, before timing), as `stylize --style-image` runs it.
-fn arbitrary_task(
-    args: &Args,
-    device: Device,
-    precision: Precision,
-    (width, height): (i64, i64),
-) -> anyhow::Result<Box<dyn FnMut() -> anyhow::Result<RunResult>>> {
-    let vector = style_vector(&style_predictor(device)?, args.style_image.as_deref())?;
-    let stylizer = VectorStylizer::new(arbitrary_model(device)?, &vector, device, precision)?;
-    match args.task {
-        Task::Infer => {
-            let mut input = Tensor::rand(
-                [args.batch as i64, 3, height, width],
-                (Kind::Float, Device::Cpu),
-            ) * 255.0;
-            input = input.to_device(device);
-            if args.channels_last {
-                input = models::precision::to_channels_last(&input);
-            }
-            let (batch, repeats) = (args.batch as f64, args.steps.max(1));
-            Ok(Box::new(move || {
-                for _ in 0..repeats {
-                    drop(stylizer.stylize(&input)?);
-                }
-                sync(device);
-                Ok(RunResult {
-                    items: batch * repeats as f64,
-                    extra: json!({}),
-                })
-            }))
-        }
-        Task::File => {
-            let input = args.input.clone().context("file needs --input IMAGE")?;
-            let out_dir = args.out_dir.clone().unwrap_or_else(std::env::temp_dir);
-            let job = Job {
-                source: Source::File(input),
-                target: Target::File(out_dir.join(format!("bench-{}.jpg", std::process::id()))),
-                format: OutputFormat::Jpeg,
-            };
-            Ok(Box::new(move || {
-                let image = infer::pipeline::read_image(&job.source, &Resize::default())?;
-                let out = stylizer.stylize(&image.unsqueeze(0))?;
-                infer::pipeline::write_image(&out.squeeze_dim(0), &job, 95)?;
-                Ok(RunResult {
-                    items: 1.0,
-                    extra: json!({}),
-                })
-            }))
-        }
-        task => anyhow::bail!(
-            "{} --net {ARBITRARY} is not timed (infer, file and predict are)",
-            format!("{task:?}").to_lowercase()
-        ),
-    }
 }
