@@ -16,7 +16,19 @@ fn help_lists_every_subcommand() {
     assert_ok(&output);
     let help = String::from_utf8_lossy(&output.stdout);
     for command in [
-        "info", "stylize", "video", "convert", "inspect", "styles", "sheet", "train", "bench",
+        "info",
+        "stylize",
+        "video",
+        "convert",
+        "inspect",
+        "styles",
+        "sheet",
+        "style-vector",
+        "train",
+        "optimize",
+        "eval",
+        "serve",
+        "bench",
     ] {
         assert!(
             help.contains(&format!("  {command} ")),
