@@ -25,7 +25,7 @@ const DEFAULT_MAX_SIZE: u32 = 512;
 /// The automatic schedule halves the size while the half is at least this.
 const COARSEST: u32 = 192;
 /// Iterations at the coarsest scale and at each finer one (automatic schedule): the coarse
-/// scale lays out the strokes, the finer ones only refine them (about 2.5 minutes at 512 px
+/// scale lays out the strokes, the finer ones only refine them (about 2 minutes for a 451x300 photo
 /// on 2 idle cores; see README).
 const DEFAULT_COARSE_ITERATIONS: u64 = 150;
 const DEFAULT_FINE_ITERATIONS: u64 = 50;
