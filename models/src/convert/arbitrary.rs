@@ -41,24 +41,9 @@ pub(crate) fn import_predictor_model(
     path: &Path,
     model: proto::ModelProto,
 ) -> Result<(StylePredictor, Quantized)> {
-    let fail = |reason: String| Error::Convert {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let graph = model
-        .graph
-        .ok_or_else(|| fail("not an ONNX model: it has no graph".into()))?;
-    let graph = QdqGraph::new(graph).map_err(fail)?;
     let spec = PredictorSpec::default();
-    let named = predictor_weights(&graph, &spec).map_err(fail)?;
-    let mut quantized = Quantized::new();
-    let mut tensors = Vec::new();
-    for (name, value, int8) in named {
-        if let Some(int8) = int8 {
-            quantized.insert(name.clone(), int8);
-        }
-        tensors.push((name, value));
-    }
+    let (tensors, quantized) =
+        checked_weights(path, model, |graph| predictor_weights(graph, &spec))?;
     let source = format!("{PREDICTOR_SOURCE}; converted from {}", file_name(path));
     let mut predictor = StylePredictor::new(&spec, &source, tch::Device::Cpu)?;
     predictor.set_variables(path, tensors)?;
@@ -75,24 +60,9 @@ pub(crate) fn import_transformer_model(
     path: &Path,
     model: proto::ModelProto,
 ) -> Result<(Model, Quantized)> {
-    let fail = |reason: String| Error::Convert {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let graph = model
-        .graph
-        .ok_or_else(|| fail("not an ONNX model: it has no graph".into()))?;
-    let graph = QdqGraph::new(graph).map_err(fail)?;
     let spec = NetSpec::arbitrary();
-    let named = transformer_weights(&graph, &spec).map_err(fail)?;
-    let mut quantized = Quantized::new();
-    let mut tensors = Vec::new();
-    for (name, value, int8) in named {
-        if let Some(int8) = int8 {
-            quantized.insert(name.clone(), int8);
-        }
-        tensors.push((name, value));
-    }
+    let (tensors, quantized) =
+        checked_weights(path, model, |graph| transformer_weights(graph, &spec))?;
     let mut extra = HashMap::new();
     extra.insert("converted_from".to_string(), file_name(path));
     extra.insert(
@@ -375,6 +345,32 @@ fn onnx_prefix(layer: &str) -> String {
 }
 
 type NamedWeight = (String, Tensor, Option<Int8Weight>);
+
+/// The variables `weights` finds in the model's QDQ graph (checking its structure), with the
+/// int8 forms set apart; any mismatch is a conversion error naming `path`.
+fn checked_weights(
+    path: &Path,
+    model: proto::ModelProto,
+    weights: impl FnOnce(&QdqGraph) -> std::result::Result<Vec<NamedWeight>, String>,
+) -> Result<(Vec<(String, Tensor)>, Quantized)> {
+    let fail = |reason: String| Error::Convert {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let graph = model
+        .graph
+        .ok_or_else(|| fail("not an ONNX model: it has no graph".into()))?;
+    let graph = QdqGraph::new(graph).map_err(fail)?;
+    let mut quantized = Quantized::new();
+    let mut tensors = Vec::new();
+    for (name, value, int8) in weights(&graph).map_err(fail)? {
+        if let Some(int8) = int8 {
+            quantized.insert(name.clone(), int8);
+        }
+        tensors.push((name, value));
+    }
+    Ok((tensors, quantized))
+}
 
 /// Checks the graph against `spec` (one conv per layer, in order, with its weight name, shape,
 /// stride, groups and TF "SAME" pads; ReLU6 clips, residual adds, one pool) and returns each
