@@ -44,7 +44,7 @@ lint: setup
 
 test: setup-test lint vgg
 	$(CARGO) build --release
-	$(CARGO) test --release --workspace --all-targets
+	$(CARGO) test --release --workspace --all-targets --no-fail-fast
 
 # Side-by-side timings, written to BENCHMARKS.md and bench/results.json (about 20 minutes on 2
 # cores; BENCH_ARGS=--quick for a smoke test, --full for every row).

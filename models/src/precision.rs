@@ -81,6 +81,17 @@ pub fn bf16_speed_warning(precision: Precision, device: Device) -> Option<&'stat
         )
 }
 
+/// The kind to accumulate a small reduction of `kind` values in: f32 for the half kinds and
+/// f32 itself (a 100-term dot product in bf16 loses digits), f64 for f64 (which the tests use to
+/// compare two graphs below f32 rounding).
+pub fn accumulation_kind(kind: Kind) -> Kind {
+    if kind == Kind::Double {
+        Kind::Double
+    } else {
+        Kind::Float
+    }
+}
+
 /// Same values, NHWC strides. tch has no memory-format API, but ATen keeps and honours the
 /// strides that permute-contiguous-permute produces, and picks its channels-last kernels.
 pub fn to_channels_last(x: &Tensor) -> Tensor {
