@@ -5,7 +5,7 @@ optimization in eager PyTorch (bench/optimize_peer.py), interleaved run by run.
 
 Usage:
   .venv/bin/python bench/quality.py --photos HELD_OUT_DIR --style STYLE --model TRAINED.safetensors \
-      --builtin 7 --size 256 --iterations 10,50,100,300 --speed-iterations 10 --rounds 2 > quality.md
+      --arbitrary --builtin 7 --size 256 --iterations 10,50,100,300 --speed-iterations 10 --rounds 2 > quality.md
 
 The photos must not have been used to train the model. One optimization per photo runs to the
 largest iteration count, writing the image at every count (`--save-every`); each is then measured.
@@ -46,6 +46,7 @@ def main():
     p.add_argument("--style", required=True)
     p.add_argument("--model")
     p.add_argument("--builtin")
+    p.add_argument("--arbitrary", action="store_true", help="add the arbitrary-style network given --style")
     p.add_argument("--size", default="256")
     p.add_argument("--iterations", default="10,50,100,300")
     p.add_argument("--speed-iterations", default="10")
@@ -84,6 +85,9 @@ def main():
         sources.append((f"trained network (`atelier train`, {Path(args.model).name})", ["--model", args.model], ["-m", args.model]))
     if args.builtin is not None:
         sources.append((f"built-in network, style {args.builtin}", ["--builtin", args.builtin], ["--style", args.builtin]))
+    if args.arbitrary:
+        sources.append(("arbitrary-style network (`--style-image`, no training)", ["--arbitrary"],
+                        ["--style-image", args.style]))
     for name, eval_source, stylize_source in sources:
         seconds = []
         for photo in photos:

@@ -402,7 +402,30 @@ def write_report(results, info, load_before, load_after, elapsed, path_md, path_
         add(arbitrary_section(groups))
     add(targets_section(groups, f32_ort))
     add(STATIC_SECTIONS)
+    lines.extend(kept_sections(path_md))
     path_md.write_text("\n".join(lines) + "\n")
+
+
+KEPT_MARK = "<!-- kept by bench/run.py -->"
+
+
+def kept_sections(path_md):
+    """The `## ` sections of the existing report that carry KEPT_MARK (written by other drivers:
+    `atelier bench serve`, bench/quality.py), so a rerun of this script keeps them as they are."""
+    if not path_md.exists():
+        return []
+    sections, current = [], None
+    for line in path_md.read_text().splitlines():
+        if line.startswith("## "):
+            current = [line]
+            sections.append(current)
+        elif current is not None:
+            current.append(line)
+    kept = []
+    for section in sections:
+        if KEPT_MARK in section:
+            kept.extend(["", *section] if kept else section)
+    return kept
 
 
 def arbitrary_section(groups):
