@@ -177,6 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 source: Source::File(input),
                 target: Target::File(out_dir.join(format!("bench-{}.jpg", std::process::id()))),
                 format: OutputFormat::Jpeg,
+                relative: PathBuf::new(),
             };
             Box::new(move || {
                 let image = infer::pipeline::read_image(&job.source, &Resize::default())?;

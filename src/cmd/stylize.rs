@@ -126,9 +126,21 @@ pub struct Args {
     /// pixels. Tiles share whole-image statistics, so they blend without seams
     #[arg(long, default_value = "auto", value_name = "auto|off|N")]
     tile: TileMode,
-    /// Print one JSON record per output (input, output, size, seconds, device, precision)
+    /// Print one JSON record per input: `status` done (with output, size, seconds, device,
+    /// precision), skipped (--skip-existing) or failed (with the error)
     #[arg(long)]
     json: bool,
+    /// Run only this task's part of the inputs: `I/N` is task I of N (from 0); `auto` reads
+    /// the index from a job array (Slurm `SLURM_ARRAY_TASK_ID` and its range, Kubernetes
+    /// `JOB_COMPLETION_INDEX`, AWS Batch `AWS_BATCH_JOB_ARRAY_INDEX`), `auto/N` also states the
+    /// count (or set ATELIER_SHARD_COUNT). A file's task depends only on its path under the
+    /// folder, so N tasks cover the folder exactly once and adding files moves no other file
+    #[arg(long, value_name = "I/N|auto[/N]")]
+    shard: Option<infer::ShardSpec>,
+    /// Leave outputs that exist alone (outputs are written atomically, so an existing one is
+    /// complete): a rerun of a stopped or preempted task does only what is left
+    #[arg(long)]
+    skip_existing: bool,
     /// Print only errors
     #[arg(short, long)]
     quiet: bool,
@@ -143,6 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         format: args.format,
         label: stylizer.label().to_string(),
     };
+    let shard = args.shard.map(|spec| spec.resolve()).transpose()?;
     let jobs = infer::jobs::plan(&args.inputs, &naming)?;
     anyhow::ensure!(
         !jobs.is_empty(),
@@ -154,6 +167,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         !(to_stdout && args.json),
         "--json cannot share stdout with an image written there"
     );
+    anyhow::ensure!(
+        !(shard.is_some() && jobs.iter().any(|job| job.source == infer::Source::Stdin)),
+        "--shard splits files and folders, not stdin"
+    );
+    let jobs: Vec<infer::Job> = match shard {
+        Some(shard) => jobs
+            .into_iter()
+            .filter(|job| shard.contains(&job.relative))
+            .collect(),
+        None => jobs,
+    };
+    let (jobs, existing) = if args.skip_existing {
+        infer::jobs::split_existing(jobs)
+    } else {
+        (jobs, Vec::new())
+    };
+    report_skipped(&existing, args.json, args.quiet);
     let options = PipelineOptions {
         resize,
         tile: args.tile,
@@ -165,6 +195,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let summary = run_jobs(&stylizer, &jobs, &options, args.json, args.quiet)?;
     Ok(finish(summary, jobs.len()))
+}
+
+/// The outputs `--skip-existing` left alone: one JSON record each, or one line in all.
+fn report_skipped(skipped: &[infer::Job], json: bool, quiet: bool) {
+    if json {
+        for job in skipped {
+            print_json(serde_json::json!({
+                "status": "skipped",
+                "input": job.source.display(),
+                "output": job.target.display(),
+            }));
+        }
+    } else if !quiet && !skipped.is_empty() {
+        eprintln!(
+            "atelier: skipped {} inputs whose outputs exist",
+            skipped.len()
+        );
+    }
+}
+
+fn print_json(record: serde_json::Value) {
+    if let Ok(line) = serde_json::to_string(&record) {
+        println!("{line}");
+    }
 }
 
 /// Runs the pipeline with a progress bar (several files on a terminal) and per-output lines.
@@ -181,10 +235,10 @@ pub fn run_jobs(
     let on_done = |outcome: infer::Outcome| {
         match outcome {
             Ok(record) if json => {
+                let mut record = serde_json::to_value(&record).unwrap_or_default();
+                record["status"] = "done".into();
                 let _lock = stdout.lock();
-                if let Ok(line) = serde_json::to_string(&record) {
-                    println!("{line}");
-                }
+                print_json(record);
             }
             Ok(record) if !quiet && record.output != "-" => bar.suspend(|| {
                 eprintln!(
@@ -200,7 +254,15 @@ pub fn run_jobs(
                 } else {
                     format!("{}: {message}", failure.input)
                 };
-                bar.suspend(|| eprintln!("atelier: {message}"))
+                bar.suspend(|| eprintln!("atelier: {message}"));
+                if json {
+                    let _lock = stdout.lock();
+                    print_json(serde_json::json!({
+                        "status": "failed",
+                        "input": failure.input,
+                        "error": message,
+                    }));
+                }
             }
         }
         bar.inc(1);
