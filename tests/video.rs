@@ -416,3 +416,219 @@ fn ffprobe_runs_once_per_video() {
         "3"
     );
 }
+
+/// 2 s of `testsrc2` at 30000/1001 fps with a keyframe every 12 frames and a `sine` track.
+fn make_keyframed_clip(dir: &Path) -> std::path::PathBuf {
+    let clip = dir.join("film.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=30000/1001:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=2",
+        "-c:v",
+        "libx264",
+        "-g",
+        "12",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        clip.to_str().unwrap(),
+    ]);
+    clip
+}
+
+/// ffprobe's `-show_entries` of `stream` (v:0 or a:0) as text, one line per entry.
+fn entries(path: &Path, stream: &str, entries: &str) -> Vec<String> {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            stream,
+            "-show_entries",
+            entries,
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Presentation times of the video packets, in order.
+fn frame_times(path: &Path) -> Vec<String> {
+    let mut times = entries(path, "v:0", "packet=pts_time");
+    times.sort_by(|a, b| a.parse::<f64>().unwrap().total_cmp(&b.parse().unwrap()));
+    times
+}
+
+/// Every decoded frame as RGB bytes, one after another.
+fn decoded_frames(path: &Path) -> Vec<u8> {
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-map", "0:v:0", "-vsync", "passthrough", "-f", "rawvideo"])
+        .args(["-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// One-process `atelier video`, then three `--segment`s joined: the same video.
+fn one_run_and_joined_segments(
+    dir: &Path,
+    clip: &Path,
+    model: &Path,
+    extension: &str,
+    extra: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let video = |out: &Path, more: &[&str]| {
+        let mut args = vec![
+            "video",
+            clip.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-m",
+            model.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend(extra);
+        args.extend(more);
+        let output = run(&args);
+        assert_ok(&output);
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let one = dir.join(format!("one.{extension}"));
+    video(&one, &[]);
+    let mut parts = Vec::new();
+    let mut firsts = Vec::new();
+    for index in [2, 0, 1] {
+        let part = dir.join(format!("part-{index}.{extension}"));
+        let report = video(&part, &["--segment", &format!("{index}/3")]);
+        firsts.push(report["first_frame"].as_u64().unwrap());
+        parts.push(part);
+    }
+    firsts.sort();
+    assert_eq!(
+        firsts,
+        [0, 24, 36],
+        "cut at the keyframes nearest to thirds"
+    );
+    let joined = dir.join(format!("joined.{extension}"));
+    let mut args = vec!["video-join"];
+    args.extend(parts.iter().map(|p| p.to_str().unwrap()));
+    args.extend([
+        "-o",
+        joined.to_str().unwrap(),
+        "--audio-from",
+        clip.to_str().unwrap(),
+    ]);
+    assert_ok(&run(&args));
+    (one, joined)
+}
+
+#[test]
+fn segments_joined_are_the_one_process_video_frame_for_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let clip = make_keyframed_clip(dir.path());
+
+    // Lossless and unsmoothed: the same frames, times, duration, pixels and sound.
+    let lossless = dir.path().join("ffv1");
+    std::fs::create_dir(&lossless).unwrap();
+    let (one, joined) =
+        one_run_and_joined_segments(&lossless, &clip, &model, "mkv", &["--codec", "ffv1"]);
+    assert_eq!(frame_times(&joined).len(), 60);
+    assert_eq!(frame_times(&joined), frame_times(&one));
+    assert_eq!(
+        entries(&joined, "v:0", "format=duration"),
+        entries(&one, "v:0", "format=duration")
+    );
+    assert!(
+        decoded_frames(&joined) == decoded_frames(&one),
+        "pixels differ"
+    );
+    let audio = |path: &Path| entries(path, "a:0", "packet=pts_time,size");
+    assert!(audio(&joined).len() > 80, "the sound is copied");
+    assert_eq!(audio(&joined), audio(&one));
+
+    // MP4 parts round their start to a millisecond in an edit list; the join puts every frame
+    // back on the one-process run's exact time. Smoothing warms up on earlier frames.
+    let smooth = dir.path().join("x264");
+    std::fs::create_dir(&smooth).unwrap();
+    let (one, joined) =
+        one_run_and_joined_segments(&smooth, &clip, &model, "mp4", &["--smooth", "1"]);
+    assert_eq!(frame_times(&joined), frame_times(&one));
+    assert_eq!(frame_times(&joined)[24], "0.800800");
+    let duration = |path: &Path| entries(path, "v:0", "stream=duration:format=duration");
+    assert_eq!(duration(&joined), duration(&one));
+    assert_eq!(audio(&joined), audio(&one));
+
+    // A part missing is found before anything is written.
+    let out = dir.path().join("gap.mkv");
+    let gap = run(&[
+        "video-join",
+        lossless.join("part-0.mkv").to_str().unwrap(),
+        lossless.join("part-2.mkv").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(gap.status.code(), Some(2));
+    assert!(
+        stderr(&gap).contains("frames 24 to 35 are missing"),
+        "{}",
+        stderr(&gap)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_smoothed_segment_warms_up_on_the_frames_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let clip = make_keyframed_clip(dir.path());
+    let video = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["video", clip.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        args.extend([
+            "-m",
+            model.to_str().unwrap(),
+            "--codec",
+            "ffv1",
+            "--smooth",
+            "1",
+        ]);
+        args.extend(extra);
+        assert_ok(&run(&args));
+        decoded_frames(out)
+    };
+    let whole = video(&dir.path().join("whole.mkv"), &[]);
+    let middle = video(&dir.path().join("part-1.mkv"), &["--segment", "1/3"]);
+    let frame_bytes = 96 * 64 * 3;
+    assert_eq!(middle.len(), 12 * frame_bytes);
+    // frames 24 to 35 of the whole run, within a level (the blend rounds where it did)
+    let difference = middle
+        .iter()
+        .zip(&whole[24 * frame_bytes..36 * frame_bytes])
+        .map(|(a, b)| a.abs_diff(*b))
+        .max();
+    assert!(difference <= Some(1), "the seam differs by {difference:?}");
+}

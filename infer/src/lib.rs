@@ -12,6 +12,7 @@ pub mod ffmpeg;
 pub mod image_io;
 pub mod jobs;
 pub mod pipeline;
+pub mod segment;
 pub mod shard;
 pub mod sheet;
 pub mod smoother;
