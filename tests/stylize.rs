@@ -716,3 +716,52 @@ fn a_killed_shard_rerun_with_skip_existing_finishes_only_what_is_left() {
     assert_eq!(done + skipped.len(), 40);
     assert_eq!(visible(&out).len(), 40);
 }
+
+#[test]
+fn two_cpu_workers_over_one_queue_write_what_one_worker_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let photos = shard_folder(dir.path());
+    // One network thread per worker in both runs, one image per network call.
+    let stylize = |out: &std::path::Path, device: &str, threads: &str| {
+        run(&[
+            "stylize",
+            "-m",
+            model.to_str().unwrap(),
+            photos.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--device",
+            device,
+            "--threads",
+            threads,
+            "--batch",
+            "1",
+            "--json",
+        ])
+    };
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let single = stylize(&one, "cpu", "1");
+    let workers = stylize(&two, "cpu:2", "2");
+    assert_eq!(
+        workers.status.code(),
+        Some(1),
+        "the corrupt input: {}",
+        stderr(&workers)
+    );
+    assert_eq!(json_statuses(&workers), json_statuses(&single));
+    assert_eq!(files_under(&two), files_under(&one));
+    for name in files_under(&one) {
+        assert!(
+            std::fs::read(one.join(&name)).unwrap() == std::fs::read(two.join(&name)).unwrap(),
+            "{name} differs"
+        );
+    }
+    let refused = run(&["sheet", "x.png", "-o", "y.png", "--device", "cpu:2"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("several workers"),
+        "{}",
+        stderr(&refused)
+    );
+}

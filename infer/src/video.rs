@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
 
@@ -150,12 +151,17 @@ pub fn probe(path: &Path) -> Result<VideoInfo> {
     ffmpeg::parse_probe(&stdout).map_err(|reason| ffprobe_error(path, reason))
 }
 
+/// `input`'s video packets and the container's start time (one ffprobe run that reads the
+/// file and decodes nothing).
+fn packets(input: &Path) -> Result<(Vec<segment::Packet>, f64)> {
+    let stdout = ffprobe(input, &ffmpeg::packets_args(input))?;
+    ffmpeg::parse_packets(&stdout).map_err(|reason| ffprobe_error(input, reason))
+}
+
 /// Plans segment `shard` of `input` from its packets' times and keyframes (one ffprobe run
 /// that reads the file and decodes nothing), with the warm-up `smooth` needs.
 pub fn plan_segment(input: &Path, shard: Shard, smooth: f64) -> Result<SegmentPlan> {
-    let stdout = ffprobe(input, &ffmpeg::packets_args(input))?;
-    let (packets, start) =
-        ffmpeg::parse_packets(&stdout).map_err(|reason| ffprobe_error(input, reason))?;
+    let (packets, start) = packets(input)?;
     segment::plan(&packets, start, shard, segment::warm_frames(smooth))
         .map_err(|reason| Error::Invalid(format!("{}: {reason}", input.display())))
 }
@@ -351,6 +357,92 @@ pub fn stylize_probed_video(
         seconds: started.elapsed().as_secs_f64(),
         segment: options.segment.as_ref().map(|s| s.shard.to_string()),
         first_frame: options.segment.as_ref().map(|s| s.first_frame),
+    })
+}
+
+/// Stylizes `input` (which [`probe`] described as `info`) into `output` on several workers,
+/// one per stylizer (one per GPU): each stylizes one segment of the video (as
+/// `--segment I/N`, at most one per keyframe) into a hidden part beside `output`, and the parts
+/// are joined without re-encoding, with the audio. Without smoothing the frames are those of
+/// one worker's run. `on_frame` hears the frames written by all workers together.
+pub fn stylize_video_on_workers(
+    stylizers: &mut [Stylizer],
+    input: &Path,
+    info: &VideoInfo,
+    output: &Path,
+    options: &VideoOptions,
+    on_frame: &(dyn Fn(u64) + Sync),
+) -> Result<VideoReport> {
+    let started = std::time::Instant::now();
+    let (packets, start) = packets(input)?;
+    let keyframes = packets.iter().filter(|p| p.key).count().max(1);
+    let count = stylizers.len().min(keyframes);
+    let warm = segment::warm_frames(options.smooth);
+    let plans = (0..count)
+        .map(|index| {
+            let shard = Shard::new(index, count)?;
+            segment::plan(&packets, start, shard, warm)
+                .map_err(|reason| Error::Invalid(format!("{}: {reason}", input.display())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let parts: Vec<PathBuf> = (0..count)
+        .map(|i| temporary_video(output, &format!("part{i}")))
+        .collect();
+    // A CPU worker's network gets its share of the cores (the thread count is per thread).
+    let threads = (tch::get_num_threads() as usize / count).max(1) as i32;
+    let total = std::sync::atomic::AtomicU64::new(0);
+    let results: Vec<Result<VideoReport>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = stylizers
+            .iter_mut()
+            .zip(plans)
+            .zip(&parts)
+            .map(|((stylizer, plan), part)| {
+                let total = &total;
+                scope.spawn(move || {
+                    let stylizer = &*stylizer;
+                    if stylizer.device() == tch::Device::Cpu {
+                        tch::set_num_threads(threads);
+                    }
+                    let options = VideoOptions {
+                        segment: Some(plan),
+                        ..options.clone()
+                    };
+                    let last = std::sync::atomic::AtomicU64::new(0);
+                    let progress = |written: u64| {
+                        let new = written - last.swap(written, Ordering::Relaxed);
+                        on_frame(total.fetch_add(new, Ordering::Relaxed) + new);
+                    };
+                    stylize_probed_video(stylizer, input, info, part, &options, &progress)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Invalid("a video worker panicked".into())))
+            })
+            .collect()
+    });
+    let result = results
+        .into_iter()
+        .collect::<Result<Vec<_>>>()
+        .and_then(|_| join(&plan_join(&parts)?, output, Some(input)));
+    for part in &parts {
+        let _ = std::fs::remove_file(part);
+    }
+    let joined = result?;
+    let (width, height) = options.resize.target(info.width, info.height);
+    Ok(VideoReport {
+        input: input.display().to_string(),
+        output: output.display().to_string(),
+        frames: joined.frames,
+        size: [width, height],
+        frame_rate: info.frame_rate.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        segment: None,
+        first_frame: None,
     })
 }
 

@@ -69,12 +69,16 @@ impl NetArgs {
         })
     }
 
-    /// Sets thread counts, then loads the model and resolves the style: everything that can
-    /// fail on bad arguments, before any long work.
-    pub fn stylizer(&self) -> anyhow::Result<Stylizer> {
+    /// Sets thread counts, then loads the model and resolves the style, once per worker of
+    /// `--device` (several for `cpu:N` and `cuda:all`): everything that can fail on bad
+    /// arguments, before any long work.
+    pub fn stylizers(&self) -> anyhow::Result<Vec<Stylizer>> {
+        let devices = self.run.device.workers();
         tch::set_num_threads(self.run.threads_or_all_cores() as i32);
-        let (device, precision) = (self.run.device(), self.run.precision);
-        check_precision(precision, device)?;
+        let precision = self.run.precision;
+        for &device in devices {
+            check_precision(precision, device)?;
+        }
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.strength),
             "--strength must be between 0 and 1"
@@ -85,11 +89,15 @@ impl NetArgs {
             preserve_color: self.preserve_color,
         };
         let source = self.style_source()?;
-        let stylizer = source.stylizer(device, precision, finish);
-        match source {
-            StyleSource::Model { .. } => Ok(stylizer.context("cannot load the model")?),
-            StyleSource::Pictures(_) => Ok(stylizer?),
+        let mut stylizers = Vec::new();
+        for &device in devices {
+            let stylizer = source.stylizer(device, precision, finish);
+            stylizers.push(match source {
+                StyleSource::Model { .. } => stylizer.context("cannot load the model")?,
+                StyleSource::Pictures(_) => stylizer?,
+            });
         }
+        Ok(stylizers)
     }
 
     /// The style chosen by -m, --style and --style-image.
@@ -149,11 +157,12 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     infer::tune_allocator();
     let resize = args.net.resize()?;
-    let stylizer = args.net.stylizer()?;
+    let mut stylizers = args.net.stylizers()?;
+    let label = stylizers[0].label().to_string();
     let naming = Naming {
         output: args.output.clone(),
         format: args.format,
-        label: stylizer.label().to_string(),
+        label,
     };
     let shard = args.shard.map(|spec| spec.resolve()).transpose()?;
     let jobs = infer::jobs::plan(&args.inputs, &naming)?;
@@ -193,7 +202,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         memory_budget: None,
         smooth: 0.0,
     };
-    let summary = run_jobs(&stylizer, &jobs, &options, args.json, args.quiet)?;
+    let summary = run_jobs(&mut stylizers, &jobs, &options, args.json, args.quiet)?;
     Ok(finish(summary, jobs.len()))
 }
 
@@ -221,9 +230,10 @@ fn print_json(record: serde_json::Value) {
     }
 }
 
-/// Runs the pipeline with a progress bar (several files on a terminal) and per-output lines.
+/// Runs the pipeline (one worker per stylizer) with a progress bar (several files on a
+/// terminal) and per-output lines.
 pub fn run_jobs(
-    stylizer: &Stylizer,
+    stylizers: &mut [Stylizer],
     jobs: &[infer::Job],
     options: &PipelineOptions,
     json: bool,
@@ -267,7 +277,7 @@ pub fn run_jobs(
         }
         bar.inc(1);
     };
-    let summary = infer::pipeline::run(stylizer, jobs, options, &on_done).during_work()?;
+    let summary = infer::pipeline::run_workers(stylizers, jobs, options, &on_done).during_work()?;
     bar.finish_and_clear();
     Ok(summary)
 }

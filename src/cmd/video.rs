@@ -118,7 +118,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )?),
         None => None,
     };
-    let stylizer = args.net.stylizer()?;
+    let workers = args.net.run.device.workers().len();
+    anyhow::ensure!(
+        segment.is_none() || workers == 1,
+        "--segment runs on one device; the job array gives each task its own"
+    );
+    let mut stylizers = args.net.stylizers()?;
     let show = !args.json && !args.quiet && std::io::stderr().is_terminal();
     let frames = match &segment {
         Some(plan) => Some(plan.frames),
@@ -133,19 +138,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_batch: args
             .net
             .batch
-            .unwrap_or_else(|| default_batch(stylizer.device())),
+            .unwrap_or_else(|| default_batch(stylizers[0].device())),
         preset: args.preset.clone(),
         segment,
     };
     let on_frame = |n: u64| bar.set_position(n);
-    let report = infer::video::stylize_probed_video(
-        &stylizer,
-        &args.input,
-        &info,
-        &args.output,
-        &options,
-        &on_frame,
-    )
+    let report = if workers > 1 {
+        infer::video::stylize_video_on_workers(
+            &mut stylizers,
+            &args.input,
+            &info,
+            &args.output,
+            &options,
+            &on_frame,
+        )
+    } else {
+        infer::video::stylize_probed_video(
+            &stylizers[0],
+            &args.input,
+            &info,
+            &args.output,
+            &options,
+            &on_frame,
+        )
+    }
     .with_context(|| format!("cannot stylize {}", args.input.display()))
     .during_work()?;
     bar.finish_and_clear();
@@ -173,11 +189,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// A folder of frames: the `stylize` pipeline, mirrored under `-o` with names kept.
 fn frames_folder(args: &Args, resize: infer::Resize) -> anyhow::Result<ExitCode> {
-    let stylizer = args.net.stylizer()?;
+    let mut stylizers = args.net.stylizers()?;
+    let label = stylizers[0].mix().label.clone();
     let naming = Naming {
         output: Some(args.output.clone()),
         format: None,
-        label: stylizer.mix().label.clone(),
+        label,
     };
     let jobs = infer::jobs::plan(std::slice::from_ref(&args.input), &naming)?;
     anyhow::ensure!(
@@ -194,6 +211,6 @@ fn frames_folder(args: &Args, resize: infer::Resize) -> anyhow::Result<ExitCode>
         memory_budget: None,
         smooth: args.smooth,
     };
-    let summary = run_jobs(&stylizer, &jobs, &options, args.json, args.quiet)?;
+    let summary = run_jobs(&mut stylizers, &jobs, &options, args.json, args.quiet)?;
     Ok(finish(summary, jobs.len()))
 }
