@@ -37,50 +37,6 @@ fn path_with_atelier() -> String {
     )
 }
 
-fn ffmpeg(args: &[&str]) {
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y"])
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Decoded frames and packet times of a video, for comparing two.
-fn frames_and_times(video: &Path) -> (Vec<u8>, String) {
-    let frames = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-i"])
-        .arg(video)
-        .args([
-            "-map",
-            "0:v:0",
-            "-vsync",
-            "passthrough",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    let times = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(video)
-        .output()
-        .unwrap();
-    assert!(frames.status.success() && times.status.success());
-    (frames.stdout, String::from_utf8(times.stdout).unwrap())
-}
-
 #[test]
 fn the_slurm_examples_run_as_written_and_equal_one_process_runs() {
     if !slurm_answers() {
@@ -146,26 +102,7 @@ fn the_slurm_examples_run_as_written_and_equal_one_process_runs() {
     let logs = files_under(&styled.join("logs"));
     assert_eq!(logs, ["task-0.jsonl", "task-1.jsonl", "task-2.jsonl"]);
 
-    let film = dir.join("film.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=96x64:rate=24000/1001:duration=2",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:duration=2",
-        "-c:v",
-        "libx264",
-        "-g",
-        "12",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        film.to_str().unwrap(),
-    ]);
+    let film = keyframed_clip(dir, "24000/1001");
     let joined = dir.join("film-styled.mkv");
     let submitted = Command::new(example("film.sh"))
         .args([&film, &joined])
@@ -201,8 +138,9 @@ fn the_slurm_examples_run_as_written_and_equal_one_process_runs() {
     ];
     args.extend(model_args.split(' '));
     assert_ok(&run(&args));
+    assert_eq!(frame_times(&joined), frame_times(&one));
     assert!(
-        frames_and_times(&joined) == frames_and_times(&one),
+        decoded_frames(&joined) == decoded_frames(&one),
         "the joined film differs"
     );
 }

@@ -8,19 +8,6 @@ use std::process::Command;
 
 use infer_support::*;
 
-fn ffmpeg(args: &[&str]) {
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is installed (scripts/setup.sh)");
-    assert!(
-        output.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Stream facts, with frames counted by decoding.
 fn probe(path: &Path) -> serde_json::Value {
     let output = Command::new("ffprobe")
@@ -417,82 +404,6 @@ fn ffprobe_runs_once_per_video() {
     );
 }
 
-/// 2 s of `testsrc2` at 30000/1001 fps with a keyframe every 12 frames and a `sine` track.
-fn make_keyframed_clip(dir: &Path) -> std::path::PathBuf {
-    let clip = dir.join("film.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=96x64:rate=30000/1001:duration=2",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:duration=2",
-        "-c:v",
-        "libx264",
-        "-g",
-        "12",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        clip.to_str().unwrap(),
-    ]);
-    clip
-}
-
-/// ffprobe's `-show_entries` of `stream` (v:0 or a:0) as text, one line per entry.
-fn entries(path: &Path, stream: &str, entries: &str) -> Vec<String> {
-    let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            stream,
-            "-show_entries",
-            entries,
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
-/// Presentation times of the video packets, in order.
-fn frame_times(path: &Path) -> Vec<String> {
-    let mut times = entries(path, "v:0", "packet=pts_time");
-    times.sort_by(|a, b| a.parse::<f64>().unwrap().total_cmp(&b.parse().unwrap()));
-    times
-}
-
-/// Every decoded frame as RGB bytes, one after another.
-fn decoded_frames(path: &Path) -> Vec<u8> {
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-i"])
-        .arg(path)
-        .args(["-map", "0:v:0", "-vsync", "passthrough", "-f", "rawvideo"])
-        .args(["-pix_fmt", "rgb24", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
-
 /// One-process `atelier video`, then three `--segment`s joined: the same video.
 fn one_run_and_joined_segments(
     dir: &Path,
@@ -550,7 +461,7 @@ fn one_run_and_joined_segments(
 fn segments_joined_are_the_one_process_video_frame_for_frame() {
     let dir = tempfile::tempdir().unwrap();
     let model = random_johnson(dir.path());
-    let clip = make_keyframed_clip(dir.path());
+    let clip = keyframed_clip(dir.path(), "30000/1001");
 
     // Lossless and unsmoothed: the same frames, times, duration, pixels and sound.
     let lossless = dir.path().join("ffv1");
@@ -629,7 +540,7 @@ fn segments_joined_are_the_one_process_video_frame_for_frame() {
 fn a_smoothed_segment_warms_up_on_the_frames_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let model = random_johnson(dir.path());
-    let clip = make_keyframed_clip(dir.path());
+    let clip = keyframed_clip(dir.path(), "30000/1001");
     let video = |out: &Path, extra: &[&str]| {
         let mut args = vec!["video", clip.to_str().unwrap(), "-o", out.to_str().unwrap()];
         args.extend([

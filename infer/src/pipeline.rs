@@ -154,14 +154,7 @@ pub fn run_workers(
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Invalid("a worker thread panicked".into())))
-            })
-            .collect()
+        join_workers(workers)
     });
     let mut total = Summary::default();
     for summary in summaries {
@@ -170,6 +163,20 @@ pub fn run_workers(
         total.failed += summary.failed;
     }
     Ok(total)
+}
+
+/// Waits for every worker thread; one that panicked is an error.
+pub(crate) fn join_workers<T>(
+    workers: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>,
+) -> Vec<Result<T>> {
+    workers
+        .into_iter()
+        .map(|worker| {
+            worker
+                .join()
+                .unwrap_or_else(|_| Err(Error::Invalid("a worker thread panicked".into())))
+        })
+        .collect()
 }
 
 /// One worker: decoders taking jobs from `queue` → the network → encoders.

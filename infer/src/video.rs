@@ -416,14 +416,7 @@ pub fn stylize_video_on_workers(
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Invalid("a video worker panicked".into())))
-            })
-            .collect()
+        crate::pipeline::join_workers(workers)
     });
     let result = results
         .into_iter()
