@@ -57,6 +57,12 @@ if [ "${1:-}" = test ] && { ! command -v chromium >/dev/null 2>&1 || ! command -
   fi
 fi
 
+# tests/slurm.rs submits the Slurm examples to a one-node cluster on this machine, where one
+# can be installed and started (ATELIER_LOCAL_SLURM=0 leaves Slurm alone).
+if [ "${1:-}" = test ] && [ "${ATELIER_LOCAL_SLURM:-1}" != 0 ]; then
+  scripts/local-slurm.sh
+fi
+
 if [ "${1:-}" = test ]; then
   missing=()
   for pkg in "${TEST_PY_PACKAGES[@]}"; do

@@ -19,6 +19,7 @@ fn help_lists_every_subcommand() {
         "info",
         "stylize",
         "video",
+        "video-join",
         "convert",
         "inspect",
         "styles",

@@ -490,3 +490,278 @@ fn bf16_warns_on_a_cpu_that_would_emulate_it_and_still_stylizes() {
     let warned = stderr(&output).contains("no native bf16");
     assert_eq!(warned, emulated, "{}", stderr(&output));
 }
+
+/// `--json` lines as (status, input) pairs, sorted.
+fn json_statuses(output: &std::process::Output) -> Vec<(String, String)> {
+    let mut records: Vec<(String, String)> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = |key: &str| record[key].as_str().unwrap_or_default().to_string();
+            (text("status"), text("input"))
+        })
+        .collect();
+    records.sort();
+    records
+}
+
+/// Eleven small images in two folders (some of one size, so batches form) and a corrupt one.
+fn shard_folder(dir: &std::path::Path) -> std::path::PathBuf {
+    let photos = dir.join("photos");
+    std::fs::create_dir_all(photos.join("reel2")).unwrap();
+    for i in 0..8u32 {
+        gradient(40 + (i % 3) * 8, 30)
+            .save(photos.join(format!("f{i}.png")))
+            .unwrap();
+    }
+    for i in 0..3u32 {
+        gradient(33, 21 + i)
+            .save(photos.join(format!("reel2/g{i}.jpg")))
+            .unwrap();
+    }
+    std::fs::write(
+        photos.join("reel2/broken.png"),
+        b"\x89PNG\r\n\x1a\nnot a png",
+    )
+    .unwrap();
+    photos
+}
+
+#[test]
+fn shards_in_separate_processes_cover_a_folder_once_and_equal_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let photos = shard_folder(dir.path());
+    // One network call per image: which images share a batched call depends on timing, and a
+    // batched call can round a pixel differently, in one process as in several.
+    let stylize = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "stylize",
+            "-m",
+            model.to_str().unwrap(),
+            photos.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--batch",
+            "1",
+            "--json",
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    let single = dir.path().join("single");
+    let output = stylize(&single, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let all = json_statuses(&output);
+    assert_eq!(all.len(), 12);
+    assert_eq!(all.iter().filter(|(s, _)| s == "failed").count(), 1);
+
+    let sharded = dir.path().join("sharded");
+    let mut union = Vec::new();
+    let mut sizes = Vec::new();
+    for index in 0..3 {
+        let shard = format!("{index}/3");
+        let output = stylize(&sharded, &["--shard", &shard]);
+        let records = json_statuses(&output);
+        let has_broken = records
+            .iter()
+            .any(|(_, input)| input.ends_with("broken.png"));
+        assert_eq!(output.status.code(), Some(if has_broken { 1 } else { 0 }));
+        sizes.push(records.len());
+        union.extend(records);
+    }
+    union.sort();
+    assert_eq!(union, all, "every input in exactly one shard");
+    assert!(sizes.iter().filter(|&&n| n > 0).count() >= 2, "{sizes:?}");
+    assert_eq!(files_under(&sharded), files_under(&single));
+    for name in files_under(&single) {
+        assert!(
+            std::fs::read(single.join(&name)).unwrap()
+                == std::fs::read(sharded.join(&name)).unwrap(),
+            "{name} differs"
+        );
+    }
+
+    // A rerun with --skip-existing redoes nothing and says so (the corrupt input still fails).
+    let before = std::fs::read(single.join("f0.png")).unwrap();
+    let output = stylize(&single, &["--skip-existing"]);
+    let rerun = json_statuses(&output);
+    assert_eq!(rerun.len(), 12);
+    let mut expected: Vec<(String, String)> = all
+        .iter()
+        .map(|(status, input)| {
+            let status = if status == "done" { "skipped" } else { status };
+            (status.to_string(), input.clone())
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(rerun, expected);
+    assert_eq!(std::fs::read(single.join("f0.png")).unwrap(), before);
+
+    // `auto` takes task 2 of 3 from Slurm's or a Kubernetes Indexed Job's variables.
+    let slurm = [
+        ("SLURM_ARRAY_TASK_ID", "3"),
+        ("SLURM_ARRAY_TASK_MIN", "1"),
+        ("SLURM_ARRAY_TASK_MAX", "3"),
+    ];
+    let kubernetes = [("JOB_COMPLETION_INDEX", "2"), ("ATELIER_SHARD_COUNT", "3")];
+    let mut picked = Vec::new();
+    for (name, env) in [("slurm", &slurm[..]), ("kubernetes", &kubernetes[..])] {
+        let out = dir.path().join(name);
+        let output = atelier()
+            .args([
+                "stylize",
+                "-m",
+                model.to_str().unwrap(),
+                photos.to_str().unwrap(),
+            ])
+            .args(["-o", out.to_str().unwrap(), "--shard", "auto", "--json"])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        picked.push(
+            json_statuses(&output)
+                .into_iter()
+                .map(|(_, i)| i)
+                .collect::<Vec<_>>(),
+        );
+    }
+    let shard2 = json_statuses(&stylize(&dir.path().join("fixed"), &["--shard", "2/3"]));
+    let shard2: Vec<String> = shard2.into_iter().map(|(_, input)| input).collect();
+    assert_eq!(picked, [shard2.clone(), shard2]);
+    let output = atelier()
+        .args([
+            "stylize",
+            "-m",
+            model.to_str().unwrap(),
+            photos.to_str().unwrap(),
+        ])
+        .args(["-o", "unused", "--shard", "auto"])
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("no job array"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_killed_shard_rerun_with_skip_existing_finishes_only_what_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    for i in 0..40u32 {
+        gradient(96, 96 + i % 2)
+            .save(photos.join(format!("f{i:02}.png")))
+            .unwrap();
+    }
+    let out = dir.path().join("out");
+    let args = [
+        "stylize",
+        "-m",
+        model.to_str().unwrap(),
+        photos.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--threads",
+        "1",
+        "--batch",
+        "1",
+    ];
+    let mut child = atelier().args(args).stderr(Stdio::null()).spawn().unwrap();
+    let visible = |dir: &std::path::Path| -> Vec<String> {
+        if !dir.is_dir() {
+            return Vec::new();
+        }
+        files_under(dir)
+            .into_iter()
+            .filter(|n| !n.starts_with('.'))
+            .collect()
+    };
+    while visible(&out).is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let written = visible(&out);
+    assert!(written.len() < 40, "the run finished before it was killed");
+    // What is there is whole: outputs appear only by rename.
+    for name in &written {
+        assert_eq!(open(&out.join(name)).width(), 96, "{name}");
+    }
+
+    let output = atelier()
+        .args(args)
+        .args(["--skip-existing", "--json"])
+        .output()
+        .unwrap();
+    assert_ok(&output);
+    let records = json_statuses(&output);
+    let skipped: Vec<String> = records
+        .iter()
+        .filter(|(status, _)| status == "skipped")
+        .map(|(_, input)| input.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(skipped, written, "exactly the complete outputs are skipped");
+    let done = records
+        .iter()
+        .filter(|(status, _)| status == "done")
+        .count();
+    assert_eq!(done + skipped.len(), 40);
+    assert_eq!(visible(&out).len(), 40);
+}
+
+#[test]
+fn two_cpu_workers_over_one_queue_write_what_one_worker_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let photos = shard_folder(dir.path());
+    // One network thread per worker in both runs, one image per network call.
+    let stylize = |out: &std::path::Path, device: &str, threads: &str| {
+        run(&[
+            "stylize",
+            "-m",
+            model.to_str().unwrap(),
+            photos.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--device",
+            device,
+            "--threads",
+            threads,
+            "--batch",
+            "1",
+            "--json",
+        ])
+    };
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let single = stylize(&one, "cpu", "1");
+    let workers = stylize(&two, "cpu:2", "2");
+    assert_eq!(
+        workers.status.code(),
+        Some(1),
+        "the corrupt input: {}",
+        stderr(&workers)
+    );
+    assert_eq!(json_statuses(&workers), json_statuses(&single));
+    assert_eq!(files_under(&two), files_under(&one));
+    for name in files_under(&one) {
+        assert!(
+            std::fs::read(one.join(&name)).unwrap() == std::fs::read(two.join(&name)).unwrap(),
+            "{name} differs"
+        );
+    }
+    let refused = run(&["sheet", "x.png", "-o", "y.png", "--device", "cpu:2"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("several workers"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -8,19 +8,6 @@ use std::process::Command;
 
 use infer_support::*;
 
-fn ffmpeg(args: &[&str]) {
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is installed (scripts/setup.sh)");
-    assert!(
-        output.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Stream facts, with frames counted by decoding.
 fn probe(path: &Path) -> serde_json::Value {
     let output = Command::new("ffprobe")
@@ -415,4 +402,168 @@ fn ffprobe_runs_once_per_video() {
         stream(&probe(&out), "video").unwrap()["nb_read_frames"],
         "3"
     );
+}
+
+/// One-process `atelier video`, then three `--segment`s joined: the same video.
+fn one_run_and_joined_segments(
+    dir: &Path,
+    clip: &Path,
+    model: &Path,
+    extension: &str,
+    extra: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let video = |out: &Path, more: &[&str]| {
+        let mut args = vec![
+            "video",
+            clip.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-m",
+            model.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend(extra);
+        args.extend(more);
+        let output = run(&args);
+        assert_ok(&output);
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let one = dir.join(format!("one.{extension}"));
+    video(&one, &[]);
+    let mut parts = Vec::new();
+    let mut firsts = Vec::new();
+    for index in [2, 0, 1] {
+        let part = dir.join(format!("part-{index}.{extension}"));
+        let report = video(&part, &["--segment", &format!("{index}/3")]);
+        firsts.push(report["first_frame"].as_u64().unwrap());
+        parts.push(part);
+    }
+    firsts.sort();
+    assert_eq!(
+        firsts,
+        [0, 24, 36],
+        "cut at the keyframes nearest to thirds"
+    );
+    let joined = dir.join(format!("joined.{extension}"));
+    let mut args = vec!["video-join"];
+    args.extend(parts.iter().map(|p| p.to_str().unwrap()));
+    args.extend([
+        "-o",
+        joined.to_str().unwrap(),
+        "--audio-from",
+        clip.to_str().unwrap(),
+    ]);
+    assert_ok(&run(&args));
+    (one, joined)
+}
+
+#[test]
+fn segments_joined_are_the_one_process_video_frame_for_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let clip = keyframed_clip(dir.path(), "30000/1001");
+
+    // Lossless and unsmoothed: the same frames, times, duration, pixels and sound.
+    let lossless = dir.path().join("ffv1");
+    std::fs::create_dir(&lossless).unwrap();
+    // one network thread everywhere: CPU kernels may round differently on another count
+    let ffv1 = ["--codec", "ffv1", "--threads", "1"];
+    let (one, joined) = one_run_and_joined_segments(&lossless, &clip, &model, "mkv", &ffv1);
+    assert_eq!(frame_times(&joined).len(), 60);
+    assert_eq!(frame_times(&joined), frame_times(&one));
+    assert_eq!(
+        entries(&joined, "v:0", "format=duration"),
+        entries(&one, "v:0", "format=duration")
+    );
+    assert!(
+        decoded_frames(&joined) == decoded_frames(&one),
+        "pixels differ"
+    );
+    let audio = |path: &Path| entries(path, "a:0", "packet=pts_time,size");
+    assert!(audio(&joined).len() > 80, "the sound is copied");
+    assert_eq!(audio(&joined), audio(&one));
+
+    // Two workers (as `cuda:all` runs one per GPU) split the video the same way, in one process.
+    let workers = lossless.join("workers.mkv");
+    assert_ok(&run(&[
+        "video",
+        clip.to_str().unwrap(),
+        "-o",
+        workers.to_str().unwrap(),
+        "-m",
+        model.to_str().unwrap(),
+        "--codec",
+        "ffv1",
+        "--device",
+        "cpu:2",
+        "--threads",
+        "2",
+    ]));
+    assert_eq!(frame_times(&workers), frame_times(&one));
+    assert!(
+        decoded_frames(&workers) == decoded_frames(&one),
+        "pixels differ"
+    );
+    assert_eq!(audio(&workers), audio(&one));
+
+    // MP4 parts round their start to a millisecond in an edit list; the join puts every frame
+    // back on the one-process run's exact time. Smoothing warms up on earlier frames.
+    let smooth = dir.path().join("x264");
+    std::fs::create_dir(&smooth).unwrap();
+    let (one, joined) =
+        one_run_and_joined_segments(&smooth, &clip, &model, "mp4", &["--smooth", "1"]);
+    assert_eq!(frame_times(&joined), frame_times(&one));
+    assert_eq!(frame_times(&joined)[24], "0.800800");
+    let duration = |path: &Path| entries(path, "v:0", "stream=duration:format=duration");
+    assert_eq!(duration(&joined), duration(&one));
+    assert_eq!(audio(&joined), audio(&one));
+
+    // A part missing is found before anything is written.
+    let out = dir.path().join("gap.mkv");
+    let gap = run(&[
+        "video-join",
+        lossless.join("part-0.mkv").to_str().unwrap(),
+        lossless.join("part-2.mkv").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(gap.status.code(), Some(2));
+    assert!(
+        stderr(&gap).contains("frames 24 to 35 are missing"),
+        "{}",
+        stderr(&gap)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_smoothed_segment_warms_up_on_the_frames_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let clip = keyframed_clip(dir.path(), "30000/1001");
+    let video = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["video", clip.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        args.extend([
+            "-m",
+            model.to_str().unwrap(),
+            "--codec",
+            "ffv1",
+            "--smooth",
+            "1",
+        ]);
+        args.extend(extra);
+        assert_ok(&run(&args));
+        decoded_frames(out)
+    };
+    let whole = video(&dir.path().join("whole.mkv"), &[]);
+    let middle = video(&dir.path().join("part-1.mkv"), &["--segment", "1/3"]);
+    let frame_bytes = 96 * 64 * 3;
+    assert_eq!(middle.len(), 12 * frame_bytes);
+    // frames 24 to 35 of the whole run, within a level (the blend rounds where it did)
+    let difference = middle
+        .iter()
+        .zip(&whole[24 * frame_bytes..36 * frame_bytes])
+        .map(|(a, b)| a.abs_diff(*b))
+        .max();
+    assert!(difference <= Some(1), "the seam differs by {difference:?}");
 }

@@ -5,6 +5,8 @@
 use std::ffi::OsString;
 use std::path::Path;
 
+use crate::segment::{Packet, Part, SegmentPlan};
+
 /// What `ffprobe` says about a video's first video stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoInfo {
@@ -44,6 +46,9 @@ pub struct EncoderSettings<'a> {
     pub crf: u8,
     /// `-preset`; `None`: `veryfast` for x264/x265, else the encoder's own default.
     pub preset: Option<&'a str>,
+    /// A segment's first frame in the whole video: its frames get their times in the whole
+    /// video's timeline, and the audio is left to the join. `None` for a whole video.
+    pub first_frame: Option<u64>,
 }
 
 fn args<const N: usize>(fixed: [&str; N]) -> impl Iterator<Item = OsString> + '_ {
@@ -117,6 +122,134 @@ pub fn parse_probe(stdout: &[u8]) -> Result<VideoInfo, String> {
     })
 }
 
+/// `ffprobe` asked for the time and keyframe flag of every packet of the first video stream,
+/// and the container's start: what segments are planned from. Reads the file, decodes nothing.
+pub fn packets_args(input: &Path) -> Vec<OsString> {
+    let mut out: Vec<OsString> = args([
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "packet=pts_time,flags:format=start_time",
+        "-print_format",
+        "json",
+    ])
+    .collect();
+    out.push(path_arg(input));
+    out
+}
+
+/// Reads [`packets_args`]' answer: the packets with a time, and the container's start time.
+pub fn parse_packets(stdout: &[u8]) -> Result<(Vec<Packet>, f64), String> {
+    let json: serde_json::Value =
+        serde_json::from_slice(stdout).map_err(|e| format!("unreadable output: {e}"))?;
+    let packets = json["packets"]
+        .as_array()
+        .map(|packets| {
+            packets
+                .iter()
+                .filter_map(|p| {
+                    let time = p["pts_time"].as_str()?.parse::<f64>().ok()?;
+                    let key = p["flags"].as_str().is_some_and(|f| f.starts_with('K'));
+                    Some(Packet { time, key })
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if packets.is_empty() {
+        return Err("no timed video packets".into());
+    }
+    let start = json["format"]["start_time"]
+        .as_str()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    Ok((packets, start))
+}
+
+/// `ffprobe` on a segment's part: the streams with packets counted, and the container.
+pub fn part_probe_args(part: &Path) -> Vec<OsString> {
+    let mut out: Vec<OsString> = args([
+        "-v",
+        "error",
+        "-count_packets",
+        "-print_format",
+        "json",
+        "-show_streams",
+        "-show_format",
+    ])
+    .collect();
+    out.push(path_arg(part));
+    out
+}
+
+/// Reads [`part_probe_args`]' answer for the part at `path`: what the join needs, and the
+/// video stream as [`parse_probe`] reads it (for the rotation).
+pub fn parse_part(path: &Path, stdout: &[u8]) -> Result<(Part, VideoInfo), String> {
+    let info = parse_probe(stdout)?;
+    let json: serde_json::Value =
+        serde_json::from_slice(stdout).map_err(|e| format!("unreadable output: {e}"))?;
+    let video = json["streams"]
+        .as_array()
+        .and_then(|streams| streams.iter().find(|s| s["codec_type"] == "video"))
+        .ok_or("no video stream")?;
+    let rational = |text: &serde_json::Value| -> Option<(i64, i64)> {
+        let (num, den) = text.as_str()?.split_once('/')?;
+        let (num, den) = (num.parse().ok()?, den.parse().ok()?);
+        (num > 0 && den > 0).then_some((num, den))
+    };
+    let integer = |v: &serde_json::Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    let seconds_us = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(|s| (s * 1e6).round() as i64)
+    };
+    let part = Part {
+        path: path.to_path_buf(),
+        frames: integer(&video["nb_read_packets"]).ok_or("no packet count")? as u64,
+        start_pts: integer(&video["start_pts"]).ok_or("no start time")?,
+        time_base: rational(&video["time_base"]).ok_or("no time base")?,
+        start_us: seconds_us(&json["format"]["start_time"]).ok_or("no start time")?,
+        frame_rate: rational(&serde_json::Value::from(info.frame_rate.clone()))
+            .ok_or("no frame rate")?,
+        size: (info.width, info.height),
+    };
+    Ok((part, info))
+}
+
+/// The join: the parts through the concat demuxer's `list`, the video stream copied, the audio
+/// streams of `audio_from` (if given) copied, the display rotation set when not 0.
+pub fn join_args(
+    list: &Path,
+    audio_from: Option<&Path>,
+    rotation: i64,
+    output: &Path,
+) -> Vec<OsString> {
+    let mut out: Vec<OsString> = args([
+        "-v", "error", "-nostdin", "-y", "-f", "concat", "-safe", "0", "-i",
+    ])
+    .collect();
+    out.push(path_arg(list));
+    if let Some(audio) = audio_from {
+        out.push("-i".into());
+        out.push(path_arg(audio));
+    }
+    out.extend(args(["-map", "0:v:0"]));
+    if audio_from.is_some() {
+        out.extend(args(["-map", "1:a?"]));
+    }
+    out.extend(args(["-c", "copy"]));
+    if rotation != 0 {
+        out.push("-metadata:s:v:0".into());
+        out.push(format!("rotate={}", rotation.rem_euclid(360)).into());
+    }
+    out.push(path_arg(output));
+    out
+}
+
 /// `ffmpeg -version`, to find out whether a program is installed.
 pub fn version_args() -> Vec<OsString> {
     args(["-version"]).collect()
@@ -125,10 +258,26 @@ pub fn version_args() -> Vec<OsString> {
 /// The decoder: the stored frames of the first video stream (rotation stays metadata), every
 /// frame as stored (no dropping or duplicating), scaled with Lanczos when `size` differs from
 /// the stored size, as raw RGB on stdout.
-pub fn decoder_args(input: &Path, info: &VideoInfo, (width, height): (u32, u32)) -> Vec<OsString> {
-    let mut out: Vec<OsString> = args(["-v", "error", "-nostdin", "-noautorotate", "-i"]).collect();
+/// With `range`, only the frames from the one after the seek point: ffmpeg seeks to the
+/// keyframe before it and drops the frames it decodes before it.
+pub fn decoder_args(
+    input: &Path,
+    info: &VideoInfo,
+    (width, height): (u32, u32),
+    range: Option<&SegmentPlan>,
+) -> Vec<OsString> {
+    let mut out: Vec<OsString> = args(["-v", "error", "-nostdin", "-noautorotate"]).collect();
+    if let Some(seek) = range.and_then(|r| r.seek) {
+        out.push("-ss".into());
+        out.push(format!("{seek:.6}").into());
+    }
+    out.push("-i".into());
     out.push(path_arg(input));
     out.extend(args(["-map", "0:v:0", "-vsync", "passthrough"]));
+    if let Some(range) = range {
+        out.push("-frames:v".into());
+        out.push(range.decoded_frames().to_string().into());
+    }
     if (width, height) != (info.width, info.height) {
         out.push("-vf".into());
         out.push(format!("scale={width}:{height}:flags=lanczos").into());
@@ -155,11 +304,15 @@ pub fn encoder_args(
     out.push(format!("{width}x{height}").into());
     out.push("-framerate".into());
     out.push(frame_rate.into());
-    out.extend(args(["-i", "-", "-i"]));
-    out.push(path_arg(input));
-    out.extend(args([
-        "-map", "0:v:0", "-map", "1:a?", "-c:a", "copy", "-c:v",
-    ]));
+    out.extend(args(["-i", "-"]));
+    if settings.first_frame.is_none() {
+        out.push("-i".into());
+        out.push(path_arg(input));
+        out.extend(args(["-map", "0:v:0", "-map", "1:a?", "-c:a", "copy"]));
+    } else {
+        out.extend(args(["-map", "0:v:0"]));
+    }
+    out.push("-c:v".into());
     out.push(settings.codec.into());
     if takes_crf(settings.codec) {
         out.push("-crf".into());
@@ -178,11 +331,20 @@ pub fn encoder_args(
         out.push("-preset".into());
         out.push(preset.into());
     }
+    let mut filters = Vec::new();
     if wants_yuv420(settings.codec) {
         out.extend(args(["-pix_fmt", "yuv420p"]));
         if width % 2 == 1 || height % 2 == 1 {
-            out.extend(args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]));
+            filters.push("pad=ceil(iw/2)*2:ceil(ih/2)*2".to_string());
         }
+    }
+    // Raw frames on stdin are numbered from 0 in a time base of one frame.
+    if let Some(first) = settings.first_frame.filter(|&n| n > 0) {
+        filters.push(format!("setpts=PTS+{first}"));
+    }
+    if !filters.is_empty() {
+        out.push("-vf".into());
+        out.push(filters.join(",").into());
     }
     out.push(path_arg(output));
     out
@@ -191,8 +353,19 @@ pub fn encoder_args(
 /// A remux of `encoded` into `output` with every stream copied and the video stream's display
 /// rotation set to `rotation` degrees: ffmpeg writes a rotation tag into the container only when
 /// stream-copying.
-pub fn rotate_args(encoded: &Path, output: &Path, rotation: i64) -> Vec<OsString> {
-    let mut out: Vec<OsString> = args(["-v", "error", "-nostdin", "-y", "-i"]).collect();
+/// `keep_times` (`-copyts`) keeps a segment's times in the whole video's timeline (ffmpeg would
+/// otherwise move its start to 0).
+pub fn rotate_args(
+    encoded: &Path,
+    output: &Path,
+    rotation: i64,
+    keep_times: bool,
+) -> Vec<OsString> {
+    let mut out: Vec<OsString> = args(["-v", "error", "-nostdin", "-y"]).collect();
+    if keep_times {
+        out.push("-copyts".into());
+    }
+    out.push("-i".into());
     out.push(path_arg(encoded));
     out.extend(args(["-map", "0", "-c", "copy", "-metadata:s:v:0"]));
     out.push(format!("rotate={}", rotation.rem_euclid(360)).into());
@@ -339,7 +512,7 @@ mod tests {
     #[test]
     fn decoder_scales_only_when_the_size_changes() {
         let clip = info(96, 64, "30000/1001");
-        let same = decoder_args(Path::new("clip.mp4"), &clip, (96, 64));
+        let same = decoder_args(Path::new("clip.mp4"), &clip, (96, 64), None);
         assert_eq!(
             display_args(&same),
             [
@@ -360,7 +533,7 @@ mod tests {
                 "-"
             ]
         );
-        let scaled = decoder_args(Path::new("clip.mp4"), &clip, (48, 32));
+        let scaled = decoder_args(Path::new("clip.mp4"), &clip, (48, 32), None);
         assert_eq!(
             display_args(&scaled)[10..],
             [
@@ -408,7 +581,12 @@ mod tests {
     }
 
     fn encode(codec: &str, crf: u8, preset: Option<&str>, size: (u32, u32)) -> Vec<String> {
-        let settings = EncoderSettings { codec, crf, preset };
+        let settings = EncoderSettings {
+            codec,
+            crf,
+            preset,
+            first_frame: None,
+        };
         let args = encoder_args(
             Path::new("clip.mp4"),
             Path::new(".out.tmp.mp4"),
@@ -497,7 +675,7 @@ mod tests {
 
     #[test]
     fn rotation_is_written_in_0_to_359_degrees() {
-        let args = rotate_args(Path::new(".enc.mp4"), Path::new(".rot.mp4"), -90);
+        let args = rotate_args(Path::new(".enc.mp4"), Path::new(".rot.mp4"), -90, false);
         assert_eq!(
             display_args(&args),
             [
@@ -514,6 +692,125 @@ mod tests {
                 "-metadata:s:v:0",
                 "rotate=270",
                 ".rot.mp4"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_segment_decodes_from_its_seek_point_and_encodes_on_the_whole_timeline() {
+        let plan = SegmentPlan {
+            shard: crate::Shard::new(1, 3).unwrap(),
+            first_frame: 24,
+            frames: 12,
+            warm_frames: 10,
+            seek: Some(0.4504),
+        };
+        let decoder = display_args(&decoder_args(
+            Path::new("film.mp4"),
+            &info(96, 64, "30000/1001"),
+            (96, 64),
+            Some(&plan),
+        ));
+        assert_eq!(
+            decoder[..12],
+            [
+                "-v",
+                "error",
+                "-nostdin",
+                "-noautorotate",
+                "-ss",
+                "0.450400",
+                "-i",
+                "film.mp4",
+                "-map",
+                "0:v:0",
+                "-vsync",
+                "passthrough"
+            ]
+        );
+        assert_eq!(decoder[12..14], ["-frames:v", "22"]);
+        let settings = EncoderSettings {
+            codec: "libx264",
+            crf: 18,
+            preset: None,
+            first_frame: Some(24),
+        };
+        let encoder = display_args(&encoder_args(
+            Path::new("film.mp4"),
+            Path::new(".part.mkv"),
+            (97, 64),
+            "30000/1001",
+            &settings,
+        ));
+        // no audio (the join copies it), frames numbered from 24
+        assert!(!encoder.iter().any(|a| a == "film.mp4" || a == "1:a?"));
+        let filters = encoder.iter().position(|a| a == "-vf").unwrap();
+        assert_eq!(
+            encoder[filters + 1],
+            "pad=ceil(iw/2)*2:ceil(ih/2)*2,setpts=PTS+24"
+        );
+        assert_eq!(
+            display_args(&rotate_args(
+                Path::new("a.mkv"),
+                Path::new("b.mkv"),
+                90,
+                true
+            ))[4],
+            "-copyts"
+        );
+    }
+
+    #[test]
+    fn packets_and_parts_parse_and_the_join_copies_every_stream() {
+        let packets = br#"{"packets": [{"pts_time": "0.000000", "flags": "K_"},
+            {"pts_time": "0.066733", "flags": "__"}, {"pts_time": "0.033367", "flags": "__"},
+            {"flags": "__"}], "format": {"start_time": "0.021333"}}"#;
+        let (packets, start) = parse_packets(packets).unwrap();
+        assert_eq!(packets.len(), 3);
+        assert!(packets[0].key && !packets[1].key);
+        assert_eq!(start, 0.021333);
+        assert!(parse_packets(br#"{"packets": []}"#).is_err());
+
+        let part = br#"{"streams": [{"codec_type": "video", "width": 96, "height": 64,
+            "r_frame_rate": "30000/1001", "time_base": "1/1000", "start_pts": 801,
+            "nb_read_packets": "12"}], "format": {"start_time": "0.801000"}}"#;
+        let (part, _) = parse_part(Path::new("/parts/part-1.mkv"), part).unwrap();
+        assert_eq!(
+            (part.frames, part.start_pts, part.time_base, part.start_us),
+            (12, 801, (1, 1000), 801_000)
+        );
+        assert_eq!((part.frame_rate, part.size), ((30000, 1001), (96, 64)));
+
+        let join = display_args(&join_args(
+            Path::new(".list.ffconcat"),
+            Some(Path::new("film.mp4")),
+            -90,
+            Path::new(".out.mp4"),
+        ));
+        assert_eq!(
+            join,
+            [
+                "-v",
+                "error",
+                "-nostdin",
+                "-y",
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+                ".list.ffconcat",
+                "-i",
+                "film.mp4",
+                "-map",
+                "0:v:0",
+                "-map",
+                "1:a?",
+                "-c",
+                "copy",
+                "-metadata:s:v:0",
+                "rotate=270",
+                ".out.mp4"
             ]
         );
     }

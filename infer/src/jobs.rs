@@ -26,6 +26,9 @@ pub struct Job {
     pub source: Source,
     pub target: Target,
     pub format: OutputFormat,
+    /// The input's path under the folder it was found in (its file name when given directly):
+    /// what `--shard` hashes, the same wherever the folder is mounted.
+    pub relative: PathBuf,
 }
 
 impl Source {
@@ -130,17 +133,16 @@ pub fn plan(inputs: &[PathBuf], naming: &Naming) -> Result<Vec<Job>> {
                 source: Source::Stdin,
                 target,
                 format,
+                relative: PathBuf::from("-"),
             });
         } else if input.is_dir() {
             for file in images_under(input)? {
+                let relative = file.strip_prefix(input).unwrap_or(&file).to_path_buf();
                 let target = match &out_dir {
-                    Some(dir) => {
-                        let relative = file.strip_prefix(input).unwrap_or(&file);
-                        with_format_extension(dir.join(relative), naming.format)
-                    }
+                    Some(dir) => with_format_extension(dir.join(&relative), naming.format),
                     None => beside(&file, naming),
                 };
-                jobs.push(job_for(file, target, naming)?);
+                jobs.push(job_for(file, target, relative, naming)?);
             }
         } else if input.is_file() {
             let target = if to_stdout {
@@ -153,13 +155,15 @@ pub fn plan(inputs: &[PathBuf], naming: &Naming) -> Result<Vec<Job>> {
             } else {
                 Target::File(beside(input, naming))
             };
+            let relative = input.file_name().map(PathBuf::from).unwrap_or_default();
             let job = match target {
                 Target::Stdout => Job {
                     source: Source::File(input.clone()),
                     target,
                     format: naming.format.unwrap_or(OutputFormat::Png),
+                    relative,
                 },
-                Target::File(path) => job_for(input.clone(), path, naming)?,
+                Target::File(path) => job_for(input.clone(), path, relative, naming)?,
             };
             jobs.push(job);
         } else {
@@ -173,7 +177,7 @@ pub fn plan(inputs: &[PathBuf], naming: &Naming) -> Result<Vec<Job>> {
     Ok(jobs)
 }
 
-fn job_for(input: PathBuf, target: PathBuf, naming: &Naming) -> Result<Job> {
+fn job_for(input: PathBuf, target: PathBuf, relative: PathBuf, naming: &Naming) -> Result<Job> {
     let format = match naming.format {
         Some(format) => format,
         None => OutputFormat::from_path(&target)?,
@@ -182,7 +186,16 @@ fn job_for(input: PathBuf, target: PathBuf, naming: &Naming) -> Result<Job> {
         source: Source::File(input),
         target: Target::File(target),
         format,
+        relative,
     })
+}
+
+/// Splits `jobs` into those still to do and those whose output file exists already (outputs
+/// are written atomically, so an existing one is complete): what `--skip-existing` runs and
+/// reports.
+pub fn split_existing(jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
+    jobs.into_iter()
+        .partition(|job| !matches!(&job.target, Target::File(path) if path.is_file()))
 }
 
 /// `<dir>/<stem>_<label>.<ext>`, the extension from `--format` or the input's.

@@ -3,6 +3,7 @@
 //! channels so each stage works while the others do and memory stays bounded.
 
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::time::Instant;
 
@@ -110,6 +111,82 @@ pub fn run(
     if options.smooth > 0.0 {
         return Ok(run_in_order(stylizer, jobs, options, on_done));
     }
+    run_worker(stylizer, jobs, &AtomicUsize::new(0), options, on_done)
+}
+
+/// Runs every job on several workers (one per stylizer, each on its own device, e.g. one per
+/// GPU) that take the next job from one shared queue, so a faster device does more. Each
+/// worker has its own decoders, network thread and encoders, with `options.threads` split
+/// between them; a CPU worker's network gets its share of the threads. With `smooth` the
+/// jobs run in order on the first worker.
+pub fn run_workers(
+    stylizers: &mut [Stylizer],
+    jobs: &[Job],
+    options: &PipelineOptions,
+    on_done: &(dyn Fn(Outcome) + Sync),
+) -> Result<Summary> {
+    let count = stylizers.len();
+    match stylizers {
+        [] => return Err(Error::Invalid("no device to run on".into())),
+        [one] => return run(one, jobs, options, on_done),
+        [first, ..] if options.smooth > 0.0 => {
+            return Ok(run_in_order(first, jobs, options, on_done))
+        }
+        _ => {}
+    }
+    let queue = AtomicUsize::new(0);
+    let options = PipelineOptions {
+        threads: (options.threads / count).max(1),
+        ..options.clone()
+    };
+    let summaries: Vec<Result<Summary>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = stylizers
+            .iter_mut()
+            .map(|stylizer| {
+                let (queue, options) = (&queue, &options);
+                scope.spawn(move || {
+                    let stylizer = &*stylizer;
+                    // The network's thread count is the calling thread's (OpenMP).
+                    if stylizer.device() == Device::Cpu {
+                        tch::set_num_threads(options.threads as i32);
+                    }
+                    run_worker(stylizer, jobs, queue, options, on_done)
+                })
+            })
+            .collect();
+        join_workers(workers)
+    });
+    let mut total = Summary::default();
+    for summary in summaries {
+        let summary = summary?;
+        total.written += summary.written;
+        total.failed += summary.failed;
+    }
+    Ok(total)
+}
+
+/// Waits for every worker thread; one that panicked is an error.
+pub(crate) fn join_workers<T>(
+    workers: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>,
+) -> Vec<Result<T>> {
+    workers
+        .into_iter()
+        .map(|worker| {
+            worker
+                .join()
+                .unwrap_or_else(|_| Err(Error::Invalid("a worker thread panicked".into())))
+        })
+        .collect()
+}
+
+/// One worker: decoders taking jobs from `queue` → the network → encoders.
+fn run_worker(
+    stylizer: &Stylizer,
+    jobs: &[Job],
+    queue: &AtomicUsize,
+    options: &PipelineOptions,
+    on_done: &(dyn Fn(Outcome) + Sync),
+) -> Result<Summary> {
     let threads = options.threads.max(1);
     let pool = |name: &'static str| {
         rayon::ThreadPoolBuilder::new()
@@ -142,9 +219,12 @@ pub fn run(
         let (styled_tx, styled_rx) = sync_channel::<Styled>(threads.max(2));
         scope.spawn(|| {
             decode_pool.install(|| {
-                jobs.par_iter()
-                    .enumerate()
-                    .for_each_with(decoded_tx, |tx, (index, job)| {
+                let next =
+                    || Some(queue.fetch_add(1, Ordering::Relaxed)).filter(|&i| i < jobs.len());
+                std::iter::from_fn(next)
+                    .par_bridge()
+                    .for_each_with(decoded_tx, |tx, index| {
+                        let job = &jobs[index];
                         let start = Instant::now();
                         match read_image(&job.source, &options.resize) {
                             Ok(image) => {

@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
 
@@ -18,6 +19,8 @@ use tch::Tensor;
 use crate::error::{Error, Result};
 use crate::ffmpeg::{self, EncoderSettings};
 use crate::image_io::Resize;
+use crate::segment::{self, Part, SegmentPlan};
+use crate::shard::Shard;
 use crate::stylizer::Stylizer;
 
 pub use crate::ffmpeg::VideoInfo;
@@ -36,6 +39,8 @@ pub struct VideoOptions {
     pub max_batch: usize,
     /// Encoder preset (`-preset`); `None`: `veryfast` for x264/x265, else the encoder's own.
     pub preset: Option<String>,
+    /// Only this segment of the video (see [`crate::segment`]); `None`: all of it.
+    pub segment: Option<SegmentPlan>,
 }
 
 impl Default for VideoOptions {
@@ -47,6 +52,7 @@ impl Default for VideoOptions {
             smooth: 0.0,
             max_batch: 4,
             preset: None,
+            segment: None,
         }
     }
 }
@@ -60,6 +66,11 @@ pub struct VideoReport {
     pub size: [u32; 2],
     pub frame_rate: String,
     pub seconds: f64,
+    /// `I/N` and the first frame of a segment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_frame: Option<u64>,
 }
 
 impl VideoOptions {
@@ -68,6 +79,7 @@ impl VideoOptions {
             codec: &self.codec,
             crf: self.crf,
             preset: self.preset.as_deref(),
+            first_frame: self.segment.as_ref().map(|s| s.first_frame),
         }
     }
 }
@@ -113,20 +125,132 @@ pub fn check_ffmpeg() -> Result<()> {
     Ok(())
 }
 
-/// Asks `ffprobe` about `path` (one run).
-pub fn probe(path: &Path) -> Result<VideoInfo> {
-    let ffprobe_error = |reason: String| Error::Ffmpeg {
-        program: "ffprobe",
-        path: path.to_path_buf(),
-        reason,
-    };
-    let output = run_to_end("ffprobe", &ffmpeg::probe_args(path))?;
+/// Runs `ffprobe` with `args` on `path` and returns what it printed.
+fn ffprobe(path: &Path, args: &[OsString]) -> Result<Vec<u8>> {
+    let output = run_to_end("ffprobe", args)?;
     if !output.status.success() {
         return Err(ffprobe_error(
+            path,
             String::from_utf8_lossy(&output.stderr).trim().to_string(),
         ));
     }
-    ffmpeg::parse_probe(&output.stdout).map_err(ffprobe_error)
+    Ok(output.stdout)
+}
+
+fn ffprobe_error(path: &Path, reason: String) -> Error {
+    Error::Ffmpeg {
+        program: "ffprobe",
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// Asks `ffprobe` about `path` (one run).
+pub fn probe(path: &Path) -> Result<VideoInfo> {
+    let stdout = ffprobe(path, &ffmpeg::probe_args(path))?;
+    ffmpeg::parse_probe(&stdout).map_err(|reason| ffprobe_error(path, reason))
+}
+
+/// `input`'s video packets and the container's start time (one ffprobe run that reads the
+/// file and decodes nothing).
+fn packets(input: &Path) -> Result<(Vec<segment::Packet>, f64)> {
+    let stdout = ffprobe(input, &ffmpeg::packets_args(input))?;
+    ffmpeg::parse_packets(&stdout).map_err(|reason| ffprobe_error(input, reason))
+}
+
+/// Plans segment `shard` of `input` from its packets' times and keyframes (one ffprobe run
+/// that reads the file and decodes nothing), with the warm-up `smooth` needs.
+pub fn plan_segment(input: &Path, shard: Shard, smooth: f64) -> Result<SegmentPlan> {
+    let (packets, start) = packets(input)?;
+    segment::plan(&packets, start, shard, segment::warm_frames(smooth))
+        .map_err(|reason| Error::Invalid(format!("{}: {reason}", input.display())))
+}
+
+/// What a join wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JoinReport {
+    pub output: String,
+    pub parts: usize,
+    pub frames: u64,
+    pub seconds: f64,
+}
+
+/// How parts join: the concat demuxer's list and what it makes.
+#[derive(Debug, Clone)]
+pub struct JoinPlan {
+    list: String,
+    rotation: i64,
+    pub parts: usize,
+    pub frames: u64,
+}
+
+/// Asks ffprobe about the parts `atelier video --segment` wrote (in any order) and plans their
+/// join; parts that leave a gap, overlap or do not match are refused here, before any work.
+pub fn plan_join(parts: &[PathBuf]) -> Result<JoinPlan> {
+    let mut probed: Vec<Part> = Vec::new();
+    let mut rotation = 0;
+    for path in parts {
+        // The concat list names files absolutely, wherever ffmpeg runs.
+        let absolute = std::fs::canonicalize(path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let stdout = ffprobe(path, &ffmpeg::part_probe_args(&absolute))?;
+        let (part, info) =
+            ffmpeg::parse_part(&absolute, &stdout).map_err(|reason| ffprobe_error(path, reason))?;
+        if part.start_pts == 0 {
+            rotation = info.rotation;
+        }
+        probed.push(part);
+    }
+    Ok(JoinPlan {
+        list: segment::concat_list(&probed).map_err(Error::Invalid)?,
+        rotation,
+        parts: probed.len(),
+        frames: probed.iter().map(|p| p.frames).sum(),
+    })
+}
+
+/// Joins the parts of `plan` into `output` without re-encoding, with the audio of
+/// `audio_from` (the original video) copied; written under a temporary name and renamed.
+pub fn join(plan: &JoinPlan, output: &Path, audio_from: Option<&Path>) -> Result<JoinReport> {
+    let started = std::time::Instant::now();
+    let (list, rotation) = (&plan.list, plan.rotation);
+    let list_path = temporary_video(output, "parts").with_extension("ffconcat");
+    let joined = temporary_video(output, "join");
+    let result = std::fs::write(&list_path, list)
+        .map_err(|source| Error::Write {
+            path: list_path.clone(),
+            source,
+        })
+        .and_then(|()| {
+            run_to_end(
+                "ffmpeg",
+                &ffmpeg::join_args(&list_path, audio_from, rotation, &joined),
+            )
+        })
+        .and_then(|out| {
+            if !out.status.success() {
+                return Err(Error::Ffmpeg {
+                    program: "ffmpeg",
+                    path: output.to_path_buf(),
+                    reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
+            }
+            std::fs::rename(&joined, output).map_err(|source| Error::Write {
+                path: output.to_path_buf(),
+                source,
+            })
+        });
+    let _ = std::fs::remove_file(&list_path);
+    let _ = std::fs::remove_file(&joined);
+    result?;
+    Ok(JoinReport {
+        output: output.display().to_string(),
+        parts: plan.parts,
+        frames: plan.frames,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// `dir/.stem.tmp-PID-TAG.ext`: hidden, beside the output, keeping the extension ffmpeg picks
@@ -208,8 +332,18 @@ pub fn stylize_probed_video(
         options,
         on_frame,
     )
+    .and_then(|frames| match &options.segment {
+        Some(plan) if frames != plan.frames => Err(Error::Invalid(format!(
+            "{}: segment {} gave {frames} frames, not the {} planned from frame {}",
+            input.display(),
+            plan.shard,
+            plan.frames,
+            plan.first_frame
+        ))),
+        _ => Ok(frames),
+    })
     .and_then(|frames| {
-        finish_output(&temporary, output, info.rotation)?;
+        finish_output(&temporary, output, info.rotation, options.segment.is_some())?;
         Ok(frames)
     });
     let _ = std::fs::remove_file(&temporary);
@@ -221,12 +355,93 @@ pub fn stylize_probed_video(
         size: [width, height],
         frame_rate: info.frame_rate.clone(),
         seconds: started.elapsed().as_secs_f64(),
+        segment: options.segment.as_ref().map(|s| s.shard.to_string()),
+        first_frame: options.segment.as_ref().map(|s| s.first_frame),
+    })
+}
+
+/// Stylizes `input` (which [`probe`] described as `info`) into `output` on several workers,
+/// one per stylizer (one per GPU): each stylizes one segment of the video (as
+/// `--segment I/N`, at most one per keyframe) into a hidden part beside `output`, and the parts
+/// are joined without re-encoding, with the audio. Without smoothing the frames are those of
+/// one worker's run. `on_frame` hears the frames written by all workers together.
+pub fn stylize_video_on_workers(
+    stylizers: &mut [Stylizer],
+    input: &Path,
+    info: &VideoInfo,
+    output: &Path,
+    options: &VideoOptions,
+    on_frame: &(dyn Fn(u64) + Sync),
+) -> Result<VideoReport> {
+    let started = std::time::Instant::now();
+    let (packets, start) = packets(input)?;
+    let keyframes = packets.iter().filter(|p| p.key).count().max(1);
+    let count = stylizers.len().min(keyframes);
+    let warm = segment::warm_frames(options.smooth);
+    let plans = (0..count)
+        .map(|index| {
+            let shard = Shard::new(index, count)?;
+            segment::plan(&packets, start, shard, warm)
+                .map_err(|reason| Error::Invalid(format!("{}: {reason}", input.display())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let parts: Vec<PathBuf> = (0..count)
+        .map(|i| temporary_video(output, &format!("part{i}")))
+        .collect();
+    // A CPU worker's network gets its share of the cores (the thread count is per thread).
+    let threads = (tch::get_num_threads() as usize / count).max(1) as i32;
+    let total = std::sync::atomic::AtomicU64::new(0);
+    let results: Vec<Result<VideoReport>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = stylizers
+            .iter_mut()
+            .zip(plans)
+            .zip(&parts)
+            .map(|((stylizer, plan), part)| {
+                let total = &total;
+                scope.spawn(move || {
+                    let stylizer = &*stylizer;
+                    if stylizer.device() == tch::Device::Cpu {
+                        tch::set_num_threads(threads);
+                    }
+                    let options = VideoOptions {
+                        segment: Some(plan),
+                        ..options.clone()
+                    };
+                    let last = std::sync::atomic::AtomicU64::new(0);
+                    let progress = |written: u64| {
+                        let new = written - last.swap(written, Ordering::Relaxed);
+                        on_frame(total.fetch_add(new, Ordering::Relaxed) + new);
+                    };
+                    stylize_probed_video(stylizer, input, info, part, &options, &progress)
+                })
+            })
+            .collect();
+        crate::pipeline::join_workers(workers)
+    });
+    let result = results
+        .into_iter()
+        .collect::<Result<Vec<_>>>()
+        .and_then(|_| join(&plan_join(&parts)?, output, Some(input)));
+    for part in &parts {
+        let _ = std::fs::remove_file(part);
+    }
+    let joined = result?;
+    let (width, height) = options.resize.target(info.width, info.height);
+    Ok(VideoReport {
+        input: input.display().to_string(),
+        output: output.display().to_string(),
+        frames: joined.frames,
+        size: [width, height],
+        frame_rate: info.frame_rate.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        segment: None,
+        first_frame: None,
     })
 }
 
 /// Moves the encoded file into place, adding the input's rotation: ffmpeg writes a rotation
 /// tag into the container only when stream-copying, so a rotated input costs one quick remux.
-fn finish_output(encoded: &Path, output: &Path, rotation: i64) -> Result<()> {
+fn finish_output(encoded: &Path, output: &Path, rotation: i64, keep_times: bool) -> Result<()> {
     let rename = |from: &Path| {
         std::fs::rename(from, output).map_err(|source| Error::Write {
             path: output.to_path_buf(),
@@ -237,7 +452,10 @@ fn finish_output(encoded: &Path, output: &Path, rotation: i64) -> Result<()> {
         return rename(encoded);
     }
     let remuxed = temporary_video(output, "rotate");
-    let result = match run_to_end("ffmpeg", &ffmpeg::rotate_args(encoded, &remuxed, rotation)) {
+    let result = match run_to_end(
+        "ffmpeg",
+        &ffmpeg::rotate_args(encoded, &remuxed, rotation, keep_times),
+    ) {
         Ok(out) if out.status.success() => rename(&remuxed),
         Ok(out) => Err(Error::Ffmpeg {
             program: "ffmpeg",
@@ -270,7 +488,7 @@ fn run_stages(
 ) -> Result<u64> {
     let mut decoder = start(
         "ffmpeg",
-        &ffmpeg::decoder_args(input, info, size),
+        &ffmpeg::decoder_args(input, info, size, options.segment.as_ref()),
         [Stdio::null(), Stdio::piped(), Stdio::piped()],
     )?;
     let encoder_args =
@@ -425,6 +643,8 @@ fn network_stage(
     styled: SyncSender<Vec<u8>>,
 ) -> Result<()> {
     let mut smoother = Smoother::new(options.smooth);
+    // A segment's warm-up frames only feed the smoother.
+    let mut warm = options.segment.as_ref().map_or(0, |s| s.warm_frames);
     while let Ok(first) = frames.recv() {
         let mut batch = vec![first];
         while batch.len() < options.max_batch.max(1) {
@@ -444,7 +664,12 @@ fn network_stage(
         };
         let out = stylizer.stylize(&input)?;
         for i in 0..batch.len() as i64 {
-            let frame = models::pixels::tensor_to_rgb_frame(&smoother.apply(out.get(i)))?;
+            let smoothed = smoother.apply(out.get(i));
+            if warm > 0 {
+                warm -= 1;
+                continue;
+            }
+            let frame = models::pixels::tensor_to_rgb_frame(&smoothed)?;
             if styled.send(frame).is_err() {
                 return Ok(()); // the encoder stopped; its error is reported
             }

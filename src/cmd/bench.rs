@@ -129,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.batch >= 1, "--batch must be at least 1");
     tch::set_num_threads(args.run.threads as i32);
     tch::set_num_interop_threads(1);
-    let (device, precision) = (args.run.device.device, args.run.precision);
+    let (device, precision) = (args.run.device.single()?, args.run.precision);
     precision.check_device(device)?;
     if args.cudnn_benchmark {
         tch::Cuda::cudnn_set_benchmark(true);
@@ -177,6 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 source: Source::File(input),
                 target: Target::File(out_dir.join(format!("bench-{}.jpg", std::process::id()))),
                 format: OutputFormat::Jpeg,
+                relative: PathBuf::new(),
             };
             Box::new(move || {
                 let image = infer::pipeline::read_image(&job.source, &Resize::default())?;

@@ -9,21 +9,57 @@ use models::Precision;
 use tch::Device;
 
 /// `--device`: `auto` (CUDA if present), `cpu`, `cuda` or `cuda:N`, checked against the devices
-/// present when the arguments are parsed. Keeps the spelling given, for reports.
+/// present when the arguments are parsed; for the commands that run workers over a queue
+/// (`stylize`, `video`) also `cpu:N` (N CPU workers) and `cuda:all` (one per GPU). Keeps the
+/// spelling given, for reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceArg {
-    pub device: Device,
+    workers: Vec<Device>,
     given: String,
 }
 
 impl FromStr for DeviceArg {
-    type Err = models::Error;
+    type Err = anyhow::Error;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let workers = match text {
+            "cuda:all" => {
+                let count = if tch::Cuda::is_available() {
+                    tch::Cuda::device_count() as usize
+                } else {
+                    0
+                };
+                anyhow::ensure!(count > 0, "cuda:all found no CUDA device");
+                (0..count).map(Device::Cuda).collect()
+            }
+            _ => match text.strip_prefix("cpu:").map(str::parse::<usize>) {
+                Some(Ok(count)) if count >= 1 => vec![Device::Cpu; count],
+                Some(_) => anyhow::bail!("`{text}`: cpu:N needs a worker count of at least 1"),
+                None => vec![models::precision::parse_device(text)?],
+            },
+        };
         Ok(DeviceArg {
-            device: models::precision::parse_device(text)?,
+            workers,
             given: text.to_string(),
         })
+    }
+}
+
+impl DeviceArg {
+    /// The device of a command that runs one network; several (`cpu:2`, `cuda:all`) are
+    /// refused.
+    pub fn single(&self) -> anyhow::Result<Device> {
+        anyhow::ensure!(
+            self.workers.len() == 1,
+            "--device {} runs several workers, which only stylize and video do; give one device",
+            self.given
+        );
+        Ok(self.workers[0])
+    }
+
+    /// One device per worker (several for `cpu:N` and `cuda:all`).
+    pub fn workers(&self) -> &[Device] {
+        &self.workers
     }
 }
 
@@ -37,7 +73,8 @@ impl fmt::Display for DeviceArg {
 /// `video`, `sheet`, `train`; `bench` has its own defaults, see `bench::BenchRunArgs`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Where the network runs: auto (CUDA if present), cpu, cuda or cuda:N
+    /// Where the network runs: auto (CUDA if present), cpu, cuda or cuda:N. stylize and video
+    /// also take several workers over one queue: cuda:all (one per GPU) or cpu:N
     #[arg(long, value_name = "DEVICE", default_value = "auto")]
     pub device: DeviceArg,
     /// Arithmetic of the network: f32, bf16 (CPU or CUDA) or f16 (CUDA; training scales the
@@ -50,8 +87,9 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    pub fn device(&self) -> Device {
-        self.device.device
+    /// The one device of a command that runs one network.
+    pub fn device(&self) -> anyhow::Result<Device> {
+        self.device.single()
     }
 
     /// `--threads`, or every core.

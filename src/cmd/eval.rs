@@ -89,7 +89,7 @@ struct Row {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let device = args.runtime.apply();
+    let device = args.runtime.apply()?;
     if args.size.is_some_and(|n| n < 16) {
         bail!("--size must be at least 16");
     }

@@ -16,6 +16,7 @@ mod styles;
 mod stylize;
 mod train;
 mod video;
+mod video_join;
 
 use clap::{ArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
@@ -120,6 +121,8 @@ enum Command {
     Stylize(stylize::Args),
     /// Stylize a video with ffmpeg, keeping its frames, rate, size, rotation and sound
     Video(video::Args),
+    /// Join the parts of `video --segment` into one video without re-encoding, with the sound
+    VideoJoin(video_join::Args),
     /// Convert a pytorch/examples (.pth) or Magenta ONNX network into an atelier model file
     Convert(convert::Args),
     /// Print what a model file says about itself: network, styles, how it was trained
@@ -149,6 +152,7 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Info(args) => info::run(args),
         Command::Stylize(args) => stylize::run(args),
         Command::Video(args) => video::run(args),
+        Command::VideoJoin(args) => video_join::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Styles(args) => styles::run(args),

@@ -44,11 +44,11 @@ pub struct RuntimeArgs {
 
 impl RuntimeArgs {
     /// Sets the thread count and returns the device.
-    pub fn apply(&self) -> Device {
+    pub fn apply(&self) -> anyhow::Result<Device> {
         if let Some(n) = self.threads {
             tch::set_num_threads(n as i32);
         }
-        self.device.device
+        self.device.single()
     }
 }
 
@@ -185,7 +185,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     infer::tune_allocator();
     // Everything that can fail on bad arguments or inputs, before any long work.
-    let device = args.runtime.apply();
+    let device = args.runtime.apply()?;
     let format = OutputFormat::from_path(&args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     models::file::check_new_output(&args.output, args.force)?;

@@ -78,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn config(args: Args) -> anyhow::Result<::serve::Config> {
     let threads = args.run.threads_or_all_cores();
-    let (device, precision) = (args.run.device(), args.run.precision);
+    let (device, precision) = (args.run.device()?, args.run.precision);
     check_precision(precision, device)?;
     anyhow::ensure!(args.queue >= 1, "--queue must be at least 1");
     anyhow::ensure!(args.batch >= 1, "--batch must be at least 1");

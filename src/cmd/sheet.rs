@@ -43,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(threads) = args.run.threads {
         tch::set_num_threads(threads as i32);
     }
-    let (device, precision) = (args.run.device(), args.run.precision);
+    let (device, precision) = (args.run.device()?, args.run.precision);
     check_precision(precision, device)?;
     let source =
         infer::StyleSource::from_args(args.model.as_deref(), None, args.style_image.as_deref())?;

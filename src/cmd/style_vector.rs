@@ -24,7 +24,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     models::file::check_new_output(&args.output, args.force)?;
-    let device = args.device.device;
+    let device = args.device.single()?;
     let pictures = infer::style_source::parse_pictures(&args.picture)?;
     let saved = infer::style_source::save_style_vector(&pictures, &args.output, device)?;
     eprintln!(

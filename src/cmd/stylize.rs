@@ -69,12 +69,16 @@ impl NetArgs {
         })
     }
 
-    /// Sets thread counts, then loads the model and resolves the style: everything that can
-    /// fail on bad arguments, before any long work.
-    pub fn stylizer(&self) -> anyhow::Result<Stylizer> {
+    /// Sets thread counts, then loads the model and resolves the style, once per worker of
+    /// `--device` (several for `cpu:N` and `cuda:all`): everything that can fail on bad
+    /// arguments, before any long work.
+    pub fn stylizers(&self) -> anyhow::Result<Vec<Stylizer>> {
+        let devices = self.run.device.workers();
         tch::set_num_threads(self.run.threads_or_all_cores() as i32);
-        let (device, precision) = (self.run.device(), self.run.precision);
-        check_precision(precision, device)?;
+        let precision = self.run.precision;
+        for &device in devices {
+            check_precision(precision, device)?;
+        }
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.strength),
             "--strength must be between 0 and 1"
@@ -85,11 +89,15 @@ impl NetArgs {
             preserve_color: self.preserve_color,
         };
         let source = self.style_source()?;
-        let stylizer = source.stylizer(device, precision, finish);
-        match source {
-            StyleSource::Model { .. } => Ok(stylizer.context("cannot load the model")?),
-            StyleSource::Pictures(_) => Ok(stylizer?),
+        let mut stylizers = Vec::new();
+        for &device in devices {
+            let stylizer = source.stylizer(device, precision, finish);
+            stylizers.push(match source {
+                StyleSource::Model { .. } => stylizer.context("cannot load the model")?,
+                StyleSource::Pictures(_) => stylizer?,
+            });
         }
+        Ok(stylizers)
     }
 
     /// The style chosen by -m, --style and --style-image.
@@ -126,9 +134,21 @@ pub struct Args {
     /// pixels. Tiles share whole-image statistics, so they blend without seams
     #[arg(long, default_value = "auto", value_name = "auto|off|N")]
     tile: TileMode,
-    /// Print one JSON record per output (input, output, size, seconds, device, precision)
+    /// Print one JSON record per input: `status` done (with output, size, seconds, device,
+    /// precision), skipped (--skip-existing) or failed (with the error)
     #[arg(long)]
     json: bool,
+    /// Run only this task's part of the inputs: `I/N` is task I of N (from 0); `auto` reads
+    /// the index from a job array (Slurm `SLURM_ARRAY_TASK_ID` and its range, Kubernetes
+    /// `JOB_COMPLETION_INDEX`, AWS Batch `AWS_BATCH_JOB_ARRAY_INDEX`), `auto/N` also states the
+    /// count (or set ATELIER_SHARD_COUNT). A file's task depends only on its path under the
+    /// folder, so N tasks cover the folder exactly once and adding files moves no other file
+    #[arg(long, value_name = "I/N|auto[/N]")]
+    shard: Option<infer::ShardSpec>,
+    /// Leave outputs that exist alone (outputs are written atomically, so an existing one is
+    /// complete): a rerun of a stopped or preempted task does only what is left
+    #[arg(long)]
+    skip_existing: bool,
     /// Print only errors
     #[arg(short, long)]
     quiet: bool,
@@ -137,12 +157,14 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     infer::tune_allocator();
     let resize = args.net.resize()?;
-    let stylizer = args.net.stylizer()?;
+    let mut stylizers = args.net.stylizers()?;
+    let label = stylizers[0].label().to_string();
     let naming = Naming {
         output: args.output.clone(),
         format: args.format,
-        label: stylizer.label().to_string(),
+        label,
     };
+    let shard = args.shard.map(|spec| spec.resolve()).transpose()?;
     let jobs = infer::jobs::plan(&args.inputs, &naming)?;
     anyhow::ensure!(
         !jobs.is_empty(),
@@ -154,6 +176,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         !(to_stdout && args.json),
         "--json cannot share stdout with an image written there"
     );
+    anyhow::ensure!(
+        !(shard.is_some() && jobs.iter().any(|job| job.source == infer::Source::Stdin)),
+        "--shard splits files and folders, not stdin"
+    );
+    let jobs: Vec<infer::Job> = match shard {
+        Some(shard) => jobs
+            .into_iter()
+            .filter(|job| shard.contains(&job.relative))
+            .collect(),
+        None => jobs,
+    };
+    let (jobs, existing) = if args.skip_existing {
+        infer::jobs::split_existing(jobs)
+    } else {
+        (jobs, Vec::new())
+    };
+    report_skipped(&existing, args.json, args.quiet);
     let options = PipelineOptions {
         resize,
         tile: args.tile,
@@ -163,13 +202,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         memory_budget: None,
         smooth: 0.0,
     };
-    let summary = run_jobs(&stylizer, &jobs, &options, args.json, args.quiet)?;
+    let summary = run_jobs(&mut stylizers, &jobs, &options, args.json, args.quiet)?;
     Ok(finish(summary, jobs.len()))
 }
 
-/// Runs the pipeline with a progress bar (several files on a terminal) and per-output lines.
+/// The outputs `--skip-existing` left alone: one JSON record each, or one line in all.
+fn report_skipped(skipped: &[infer::Job], json: bool, quiet: bool) {
+    if json {
+        for job in skipped {
+            print_json(serde_json::json!({
+                "status": "skipped",
+                "input": job.source.display(),
+                "output": job.target.display(),
+            }));
+        }
+    } else if !quiet && !skipped.is_empty() {
+        eprintln!(
+            "atelier: skipped {} inputs whose outputs exist",
+            skipped.len()
+        );
+    }
+}
+
+fn print_json(record: serde_json::Value) {
+    if let Ok(line) = serde_json::to_string(&record) {
+        println!("{line}");
+    }
+}
+
+/// Runs the pipeline (one worker per stylizer) with a progress bar (several files on a
+/// terminal) and per-output lines.
 pub fn run_jobs(
-    stylizer: &Stylizer,
+    stylizers: &mut [Stylizer],
     jobs: &[infer::Job],
     options: &PipelineOptions,
     json: bool,
@@ -181,10 +245,10 @@ pub fn run_jobs(
     let on_done = |outcome: infer::Outcome| {
         match outcome {
             Ok(record) if json => {
+                let mut record = serde_json::to_value(&record).unwrap_or_default();
+                record["status"] = "done".into();
                 let _lock = stdout.lock();
-                if let Ok(line) = serde_json::to_string(&record) {
-                    println!("{line}");
-                }
+                print_json(record);
             }
             Ok(record) if !quiet && record.output != "-" => bar.suspend(|| {
                 eprintln!(
@@ -200,12 +264,20 @@ pub fn run_jobs(
                 } else {
                     format!("{}: {message}", failure.input)
                 };
-                bar.suspend(|| eprintln!("atelier: {message}"))
+                bar.suspend(|| eprintln!("atelier: {message}"));
+                if json {
+                    let _lock = stdout.lock();
+                    print_json(serde_json::json!({
+                        "status": "failed",
+                        "input": failure.input,
+                        "error": message,
+                    }));
+                }
             }
         }
         bar.inc(1);
     };
-    let summary = infer::pipeline::run(stylizer, jobs, options, &on_done).during_work()?;
+    let summary = infer::pipeline::run_workers(stylizers, jobs, options, &on_done).during_work()?;
     bar.finish_and_clear();
     Ok(summary)
 }

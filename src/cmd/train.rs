@@ -221,7 +221,7 @@ pub fn run(args: Args, given: &Given) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.run.threads {
         tch::set_num_threads(n as i32);
     }
-    let device = args.run.device();
+    let device = args.run.device()?;
     let resume = match &args.resume {
         Some(path) => Some(
             Checkpoint::load(path)

@@ -39,6 +39,16 @@ pub struct Args {
     /// half of each frame is the previous one)
     #[arg(long, default_value_t = 0.0, value_name = "0..1")]
     smooth: f64,
+    /// Only segment I of N (from 0) of the video, cut at keyframes, into a part for
+    /// `atelier video-join`; `auto` reads I (and N) from a job array, as `stylize --shard`
+    /// does. With --smooth, the frames before the segment that the blend remembers are
+    /// stylized too and dropped, so the seams match a one-process run
+    #[arg(long, value_name = "I/N|auto[/N]")]
+    segment: Option<infer::ShardSpec>,
+    /// Do nothing if OUT exists (it is written atomically, so it is complete): a rerun of a
+    /// preempted segment task
+    #[arg(long)]
+    skip_existing: bool,
     /// Print one JSON record when done
     #[arg(long)]
     json: bool,
@@ -65,6 +75,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let resize = args.net.resize()?;
     if args.input.is_dir() {
+        anyhow::ensure!(
+            args.segment.is_none(),
+            "--segment cuts a video file; split a folder of frames with `atelier stylize --shard`"
+        );
         return frames_folder(&args, resize);
     }
     anyhow::ensure!(
@@ -76,6 +90,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.input.canonicalize().ok() != args.output.canonicalize().ok(),
         "the output would overwrite the input"
     );
+    if args.skip_existing && args.output.is_file() {
+        if args.json {
+            let record = serde_json::json!({"status": "skipped", "input": args.input, "output": args.output});
+            println!("{record}");
+        } else if !args.quiet {
+            eprintln!("atelier: {} exists, skipped", args.output.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     infer::video::check_ffmpeg()?;
     let info = infer::video::probe(&args.input)?;
     // Frames too small for the network are a bad input: refused here, before the work, rather
@@ -87,9 +110,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "{}: frames of {width}x{height} are too small for the network (at least {min}x{min})",
         args.input.display()
     );
-    let stylizer = args.net.stylizer()?;
+    let segment = match args.segment {
+        Some(spec) => Some(infer::video::plan_segment(
+            &args.input,
+            spec.resolve()?,
+            args.smooth,
+        )?),
+        None => None,
+    };
+    let workers = args.net.run.device.workers().len();
+    anyhow::ensure!(
+        segment.is_none() || workers == 1,
+        "--segment runs on one device; the job array gives each task its own"
+    );
+    let mut stylizers = args.net.stylizers()?;
     let show = !args.json && !args.quiet && std::io::stderr().is_terminal();
-    let bar = progress_bar(show, info.estimated_frames(), FRAMES);
+    let frames = match &segment {
+        Some(plan) => Some(plan.frames),
+        None => info.estimated_frames(),
+    };
+    let bar = progress_bar(show, frames, FRAMES);
     let options = VideoOptions {
         resize,
         codec: args.codec.clone(),
@@ -98,26 +138,42 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_batch: args
             .net
             .batch
-            .unwrap_or_else(|| default_batch(stylizer.device())),
+            .unwrap_or_else(|| default_batch(stylizers[0].device())),
         preset: args.preset.clone(),
+        segment,
     };
     let on_frame = |n: u64| bar.set_position(n);
-    let report = infer::video::stylize_probed_video(
-        &stylizer,
-        &args.input,
-        &info,
-        &args.output,
-        &options,
-        &on_frame,
-    )
+    let report = if workers > 1 {
+        infer::video::stylize_video_on_workers(
+            &mut stylizers,
+            &args.input,
+            &info,
+            &args.output,
+            &options,
+            &on_frame,
+        )
+    } else {
+        infer::video::stylize_probed_video(
+            &stylizers[0],
+            &args.input,
+            &info,
+            &args.output,
+            &options,
+            &on_frame,
+        )
+    }
     .with_context(|| format!("cannot stylize {}", args.input.display()))
     .during_work()?;
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else if !args.quiet {
+        let part = match (&report.segment, report.first_frame) {
+            (Some(segment), Some(first)) => format!("segment {segment} from frame {first}, "),
+            _ => String::new(),
+        };
         eprintln!(
-            "{} -> {} ({} frames of {}x{} at {} fps, {:.1} s, {:.1} frames/s)",
+            "{} -> {} ({part}{} frames of {}x{} at {} fps, {:.1} s, {:.1} frames/s)",
             report.input,
             report.output,
             report.frames,
@@ -133,11 +189,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// A folder of frames: the `stylize` pipeline, mirrored under `-o` with names kept.
 fn frames_folder(args: &Args, resize: infer::Resize) -> anyhow::Result<ExitCode> {
-    let stylizer = args.net.stylizer()?;
+    let mut stylizers = args.net.stylizers()?;
+    let label = stylizers[0].mix().label.clone();
     let naming = Naming {
         output: Some(args.output.clone()),
         format: None,
-        label: stylizer.mix().label.clone(),
+        label,
     };
     let jobs = infer::jobs::plan(std::slice::from_ref(&args.input), &naming)?;
     anyhow::ensure!(
@@ -154,6 +211,6 @@ fn frames_folder(args: &Args, resize: infer::Resize) -> anyhow::Result<ExitCode>
         memory_budget: None,
         smooth: args.smooth,
     };
-    let summary = run_jobs(&stylizer, &jobs, &options, args.json, args.quiet)?;
+    let summary = run_jobs(&mut stylizers, &jobs, &options, args.json, args.quiet)?;
     Ok(finish(summary, jobs.len()))
 }

@@ -118,3 +118,94 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     files.sort();
     files
 }
+
+/// Runs `ffmpeg ARGS` (quiet, overwriting) and checks that it succeeded.
+pub fn ffmpeg(args: &[&str]) {
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg is installed (scripts/setup.sh)");
+    assert!(
+        output.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `film.mp4`: 2 s of 96x64 `testsrc2` at `rate` fps in x264 with a keyframe every 12 frames,
+/// and a `sine` track in AAC.
+pub fn keyframed_clip(dir: &Path, rate: &str) -> PathBuf {
+    let clip = dir.join("film.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size=96x64:rate={rate}:duration=2"),
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=2",
+        "-c:v",
+        "libx264",
+        "-g",
+        "12",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        clip.to_str().unwrap(),
+    ]);
+    clip
+}
+
+/// ffprobe's `-show_entries` of `stream` (v:0 or a:0) as text, one line per entry.
+pub fn entries(path: &Path, stream: &str, entries: &str) -> Vec<String> {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            stream,
+            "-show_entries",
+            entries,
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Presentation times of the video packets, in order.
+pub fn frame_times(path: &Path) -> Vec<String> {
+    let mut times = entries(path, "v:0", "packet=pts_time");
+    times.sort_by(|a, b| a.parse::<f64>().unwrap().total_cmp(&b.parse().unwrap()));
+    times
+}
+
+/// Every decoded frame as RGB bytes, one after another.
+pub fn decoded_frames(path: &Path) -> Vec<u8> {
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-map", "0:v:0", "-vsync", "passthrough", "-f", "rawvideo"])
+        .args(["-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
