@@ -58,3 +58,192 @@ fn pickles_that_would_run_code_are_refused_before_anything_runs() {
         assert_eq!(files_under(dir.path()), Vec::<String>::new(), "{name}");
     }
 }
+
+#[test]
+fn pictures_declaring_too_many_pixels_are_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    // 66 bytes of PNG declaring 50000x50000 RGB pixels (7.5 GB decoded)
+    let bomb = dir.path().join("bomb.png");
+    std::fs::copy(
+        repo().join("tests/fixtures/fuzz/png_50000x50000.png"),
+        &bomb,
+    )
+    .unwrap();
+    let out = dir.path().join("out.png");
+
+    // One of the inputs of a run: reported, counted, the run fails with 1.
+    let result = run(&[
+        "stylize",
+        path_str(&bomb),
+        "-o",
+        path_str(&out),
+        "-m",
+        path_str(&model),
+        "--device",
+        "cpu",
+    ]);
+    let message = stderr(&result);
+    assert_eq!(result.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("declares 50000x50000 pixels (2500.0 megapixels), over the limit"),
+        "{message}"
+    );
+    assert!(!out.exists());
+
+    // A real photo over a --max-pixels given; the limit in megapixels.
+    let photo = repo_photo("chelsea.png");
+    let result = run(&[
+        "stylize",
+        path_str(&photo),
+        "-o",
+        path_str(&out),
+        "-m",
+        path_str(&model),
+        "--device",
+        "cpu",
+        "--max-pixels",
+        "0.1M",
+    ]);
+    let message = stderr(&result);
+    assert_eq!(result.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("over the limit of 0.1 megapixels"),
+        "{message}"
+    );
+
+    // optimize reads its pictures before any work: a bad input, 2.
+    let style = repo().join("assets/styles/brick.png");
+    let result = run(&[
+        "optimize",
+        path_str(&bomb),
+        "--style",
+        path_str(&style),
+        "-o",
+        path_str(&out),
+    ]);
+    let message = one_error_line(&result);
+    assert_eq!(result.status.code(), Some(2), "{message}");
+    assert!(message.contains("bomb.png"), "{message}");
+    assert!(message.contains("50000x50000"), "{message}");
+}
+
+/// `bytes` of a safetensors file with its first tensor's shape and byte range replaced by a
+/// 40 GB one, the later tensors moved along: a consistent header that lies about the file.
+fn lying_header(bytes: &[u8]) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let huge: u64 = 100_000 * 100_000 * 4;
+    let mut names: Vec<String> = header
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .cloned()
+        .collect();
+    names.sort_by_key(|name| header[name]["data_offsets"][0].as_u64().unwrap());
+    let first = names[0].clone();
+    let old_end = header[&first]["data_offsets"][1].as_u64().unwrap();
+    for name in &names {
+        let entry = header.get_mut(name).unwrap();
+        if *name == first {
+            entry["shape"] = serde_json::json!([100_000, 100_000]);
+            entry["data_offsets"] = serde_json::json!([0, huge]);
+        } else {
+            let offsets = &mut entry["data_offsets"];
+            let moved = |v: &serde_json::Value| v.as_u64().unwrap() - old_end + huge;
+            *offsets = serde_json::json!([moved(&offsets[0]), moved(&offsets[1])]);
+        }
+    }
+    let json = serde_json::to_vec(&header).unwrap();
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend(json);
+    out.extend(&bytes[8 + n..]);
+    out
+}
+
+#[test]
+fn model_and_checkpoint_headers_declaring_more_than_the_file_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let lying = dir.path().join("lying.safetensors");
+    std::fs::write(&lying, lying_header(&std::fs::read(&model).unwrap())).unwrap();
+    let photo = repo_photo("chelsea.png");
+    let out = dir.path().join("out.png");
+    let result = run(&[
+        "stylize",
+        path_str(&photo),
+        "-o",
+        path_str(&out),
+        "-m",
+        path_str(&lying),
+        "--device",
+        "cpu",
+    ]);
+    let message = one_error_line(&result);
+    assert_eq!(result.status.code(), Some(2), "{message}");
+    assert!(message.contains("lying.safetensors"), "{message}");
+    assert!(
+        message.contains("declares tensor data that does not end where the file's"),
+        "{message}"
+    );
+    let result = run(&["inspect", path_str(&lying)]);
+    assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));
+
+    // A checkpoint, as the trainer reads it on --resume.
+    let vgg = random_vgg16(dir.path());
+    let trained = dir.path().join("trained.safetensors");
+    let checkpoint = dir.path().join("trained.checkpoint.safetensors");
+    let mut args = small_run(&vgg, &trained);
+    args.extend(["--steps", "1", "--checkpoint-every", "1"].map(String::from));
+    assert_ok(&atelier().args(&args).output().unwrap());
+    let lying = dir.path().join("lying.checkpoint.safetensors");
+    std::fs::write(&lying, lying_header(&std::fs::read(&checkpoint).unwrap())).unwrap();
+    let error = trainer::Checkpoint::load(&lying).unwrap_err().to_string();
+    assert!(error.contains("lying.checkpoint.safetensors"), "{error}");
+    assert!(error.contains("does not end where the file's"), "{error}");
+    let result = run(&["train", "--resume", path_str(&lying)]);
+    let message = one_error_line(&result);
+    assert_eq!(result.status.code(), Some(2), "{message}");
+}
+
+/// Random VGG-16 weights as torchvision names them (the training tests' loss network).
+fn random_vgg16(dir: &Path) -> PathBuf {
+    tch::manual_seed(0);
+    let vgg = Vgg::random(VggKind::Vgg16, Device::Cpu);
+    let path = dir.join("vgg16.safetensors");
+    models::file::save_safetensors(&path, &vgg.named_tensors(), &Default::default()).unwrap();
+    path
+}
+
+/// The flags of a tiny CPU training run on the bundled photos.
+fn small_run(vgg: &Path, output: &Path) -> Vec<String> {
+    let style = repo().join("assets/styles/swirls.png");
+    let photos = repo().join("assets/photos");
+    [
+        "train",
+        "--style",
+        path_str(&style),
+        "--data",
+        path_str(&photos),
+        "-o",
+        path_str(output),
+        "--loss-net",
+        "vgg16",
+        "--loss-weights",
+        path_str(vgg),
+        "--image-size",
+        "64",
+        "--batch-size",
+        "2",
+        "--arch",
+        "johnson-half",
+        "--device",
+        "cpu",
+        "--threads",
+        "2",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}

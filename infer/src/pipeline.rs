@@ -3,6 +3,7 @@
 //! channels so each stage works while the others do and memory stays bounded.
 
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::time::Instant;
 
@@ -29,6 +30,9 @@ pub struct PipelineOptions {
     pub threads: usize,
     /// Bytes a forward pass may use; `None` asks the system (see `tiling::memory_budget`).
     pub memory_budget: Option<u64>,
+    /// Pictures whose header declares more pixels are refused before decoding (see
+    /// `tiling::default_max_pixels`).
+    pub max_pixels: u64,
     /// Frames in a folder: blend each output with the previous one (see `smoother::Smoother`).
     /// Above 0 the inputs run one at a time, in order.
     pub smooth: f64,
@@ -45,6 +49,7 @@ impl Default for PipelineOptions {
                 .map(|n| n.get())
                 .unwrap_or(2),
             memory_budget: None,
+            max_pixels: crate::tiling::default_max_pixels(),
             smooth: 0.0,
         }
     }
@@ -119,11 +124,11 @@ pub fn run(
             .map_err(|e| Error::Invalid(format!("cannot start {name} threads: {e}")))
     };
     let (decode_pool, encode_pool) = (pool("decode")?, pool("encode")?);
-    let written = std::sync::atomic::AtomicUsize::new(0);
-    let failed = std::sync::atomic::AtomicUsize::new(0);
+    let written = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
     let count = |outcome: Outcome| {
         let counter = if outcome.is_ok() { &written } else { &failed };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
         on_done(outcome);
     };
     let fail = |index: usize, error: Error| {
@@ -146,7 +151,7 @@ pub fn run(
                     .enumerate()
                     .for_each_with(decoded_tx, |tx, (index, job)| {
                         let start = Instant::now();
-                        match read_image(&job.source, &options.resize) {
+                        match read_image(&job.source, &options.resize, options.max_pixels) {
                             Ok(image) => {
                                 let seconds = start.elapsed().as_secs_f64();
                                 // The device stage hanging up means it is finishing; nothing to do.
@@ -200,7 +205,7 @@ fn run_in_order(
     let mut summary = Summary::default();
     for job in jobs {
         let start = Instant::now();
-        let result = read_image(&job.source, &options.resize)
+        let result = read_image(&job.source, &options.resize, options.max_pixels)
             .and_then(|image| stylizer.stylize(&image.unsqueeze(0)))
             .and_then(|styled| {
                 let frame = smoother.apply(styled.squeeze_dim(0).to_device(Device::Cpu));
@@ -317,7 +322,8 @@ fn run_batch(
 }
 
 /// Reads and decodes an image (EXIF orientation applied), resizes it, and returns `[3, H, W]`.
-pub fn read_image(source: &Source, resize: &Resize) -> Result<Tensor> {
+/// An image whose header declares more than `max_pixels` is refused before decoding.
+pub fn read_image(source: &Source, resize: &Resize, max_pixels: u64) -> Result<Tensor> {
     let (bytes, path) = match source {
         Source::File(path) => (
             std::fs::read(path).map_err(|e| Error::Read {
@@ -338,7 +344,7 @@ pub fn read_image(source: &Source, resize: &Resize) -> Result<Tensor> {
             (bytes, "-".into())
         }
     };
-    let image = models::pixels::decode(&bytes).map_err(|e| Error::Decode {
+    let image = models::pixels::decode_within(&bytes, max_pixels).map_err(|e| Error::Decode {
         path,
         reason: match e {
             models::Error::Decode(reason) => reason,

@@ -11,7 +11,7 @@ use infer::{
     Finish, Naming, OutputFormat, PipelineOptions, Resize, StyleSource, Stylizer, TileMode,
 };
 
-use super::common::{check_precision, progress_bar, RunArgs, IMAGES};
+use super::common::{check_precision, progress_bar, MaxPixelsArg, RunArgs, IMAGES};
 use super::exit::{self, DuringWork};
 
 /// The network options `stylize` and `video` share.
@@ -45,6 +45,8 @@ pub struct NetArgs {
     pub scale: Option<f64>,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub max_pixels: MaxPixelsArg,
     /// Most images (or frames) of the same size run through the network at once. Default: 4;
     /// video on the CPU: 1, where large batches only add memory traffic
     #[arg(long, value_name = "N")]
@@ -161,6 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_batch: args.net.batch.unwrap_or(DEFAULT_BATCH),
         threads: args.net.run.threads_or_all_cores(),
         memory_budget: None,
+        max_pixels: args.net.max_pixels.get(),
         smooth: 0.0,
     };
     let summary = run_jobs(&stylizer, &jobs, &options, args.json, args.quiet)?;

@@ -87,6 +87,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "{}: frames of {width}x{height} are too small for the network (at least {min}x{min})",
         args.input.display()
     );
+    let max_pixels = args.net.max_pixels.get();
+    anyhow::ensure!(
+        u64::from(width) * u64::from(height) <= max_pixels,
+        "{}: frames of {width}x{height} are over the limit of {:.1} megapixels (--max-pixels; \
+         --max-size makes them smaller)",
+        args.input.display(),
+        max_pixels as f64 / 1e6
+    );
     let stylizer = args.net.stylizer()?;
     let show = !args.json && !args.quiet && std::io::stderr().is_terminal();
     let bar = progress_bar(show, info.estimated_frames(), FRAMES);
@@ -152,6 +160,7 @@ fn frames_folder(args: &Args, resize: infer::Resize) -> anyhow::Result<ExitCode>
         max_batch: args.net.batch.unwrap_or(DEFAULT_BATCH),
         threads: args.net.run.threads_or_all_cores(),
         memory_budget: None,
+        max_pixels: args.net.max_pixels.get(),
         smooth: args.smooth,
     };
     let summary = run_jobs(&stylizer, &jobs, &options, args.json, args.quiet)?;
