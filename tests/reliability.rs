@@ -29,6 +29,67 @@ fn one_error_line(output: &Output) -> String {
     message
 }
 
+/// Hidden temporaries (`.name.tmp-PID...`) left anywhere under `dir`.
+fn temporaries(dir: &Path) -> Vec<String> {
+    files_under(dir)
+        .into_iter()
+        .filter(|f| f.contains(".tmp-"))
+        .collect()
+}
+
+/// A tmpfs mounted on a new folder, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `None` (after saying why) where this process may not mount: not root, or no permission.
+    fn mount(dir: PathBuf, options: &str) -> Option<Self> {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&dir)
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(Self(dir)),
+            Ok(out) => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs ({})",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount ({e})");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A picture `copies` times in a new folder `dir`.
+fn photo_folder(dir: &Path, photo: &str, copies: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..copies {
+        std::fs::copy(repo_photo(photo), dir.join(format!("photo{i:02}.png"))).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// Every output under `dir` decodes fully to `expected` pixels.
+fn assert_complete_images(dir: &Path, expected: (u32, u32)) {
+    for name in files_under(dir) {
+        let image = image::open(dir.join(&name))
+            .unwrap_or_else(|e| panic!("{name} does not decode: {e}"))
+            .to_rgb8();
+        assert_eq!(image.dimensions(), expected, "{name}");
+    }
+}
+
 #[test]
 fn pickles_that_would_run_code_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -246,4 +307,128 @@ fn small_run(vgg: &Path, output: &Path) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+#[test]
+fn a_folder_run_into_a_full_disk_reports_each_file_and_leaves_no_partial_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let photos = photo_folder(&dir.path().join("photos"), "chelsea.png", 6);
+    // One output's size, written where there is room.
+    let sample = dir.path().join("sample.png");
+    assert_ok(&run(&[
+        "stylize",
+        path_str(&photos.join("photo00.png")),
+        "-o",
+        path_str(&sample),
+        "-m",
+        path_str(&model),
+        "--device",
+        "cpu",
+    ]));
+    let one = std::fs::metadata(&sample).unwrap().len();
+    let size = format!("size={}k", (one * 5 / 2).div_ceil(4096) * 4);
+    let Some(disk) = Tmpfs::mount(dir.path().join("small"), &size) else {
+        return;
+    };
+    let result = run(&[
+        "stylize",
+        path_str(&photos),
+        "-o",
+        path_str(&disk.0),
+        "-m",
+        path_str(&model),
+        "--device",
+        "cpu",
+        "--threads",
+        "2",
+    ]);
+    let message = stderr(&result);
+    assert_eq!(result.status.code(), Some(1), "{message}");
+    let written = files_under(&disk.0);
+    let failed: Vec<&str> = message
+        .lines()
+        .filter(|l| l.contains("No space left on device"))
+        .collect();
+    assert!(
+        !written.is_empty() && written.len() < 6,
+        "{written:?}\n{message}"
+    );
+    assert_eq!(written.len() + failed.len(), 6, "{written:?}\n{message}");
+    assert!(
+        message.contains(&format!("{} of 6 inputs failed", failed.len())),
+        "{message}"
+    );
+    assert_eq!(temporaries(&disk.0), Vec::<String>::new());
+    let (width, height) = image::open(&sample).unwrap().to_rgb8().dimensions();
+    assert_complete_images(&disk.0, (width, height));
+}
+
+#[test]
+fn training_that_cannot_write_its_checkpoint_stops_and_keeps_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let vgg = random_vgg16(dir.path());
+    // A checkpoint is about three copies of the model's weights (weights and Adam's two
+    // moments): room for one and half of the next.
+    let one = std::fs::metadata(random_johnson(dir.path())).unwrap().len() * 3;
+    let size = format!("size={}k", (one * 3 / 2).div_ceil(4096) * 4);
+    let Some(disk) = Tmpfs::mount(dir.path().join("checkpoints"), &size) else {
+        return;
+    };
+    let output = dir.path().join("model.safetensors");
+    let mut args = small_run(&vgg, &output);
+    args.extend(
+        [
+            "--steps",
+            "8",
+            "--checkpoint-every",
+            "2",
+            "--checkpoint-dir",
+        ]
+        .map(String::from),
+    );
+    args.push(path_str(&disk.0).to_string());
+    let result = atelier().args(&args).output().unwrap();
+    let message = one_error_line(&result);
+    assert_eq!(result.status.code(), Some(1), "{message}");
+    assert!(message.contains("No space left on device"), "{message}");
+    assert!(
+        message.contains("model.checkpoint.safetensors"),
+        "{message}"
+    );
+    let checkpoint = disk.0.join("model.checkpoint.safetensors");
+    assert_eq!(trainer::Checkpoint::load(&checkpoint).unwrap().step, 2);
+    assert_eq!(temporaries(&disk.0), Vec::<String>::new());
+    assert!(!output.exists());
+}
+
+#[test]
+fn read_only_output_folders_are_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let Some(disk) = Tmpfs::mount(dir.path().join("read-only"), "ro,size=1m") else {
+        return;
+    };
+    let photo = repo_photo("chelsea.png");
+    let out = disk.0.join("out.png");
+    let result = run(&[
+        "stylize",
+        path_str(&photo),
+        "-o",
+        path_str(&out),
+        "-m",
+        path_str(&model),
+        "--device",
+        "cpu",
+    ]);
+    let message = stderr(&result);
+    assert!(matches!(result.status.code(), Some(1 | 2)), "{message}");
+    assert!(message.contains("Read-only file system"), "{message}");
+    assert!(message.contains(path_str(&disk.0)), "{message}");
+
+    let converted = disk.0.join("model.safetensors");
+    let result = run(&["convert", path_str(&model), "-o", path_str(&converted)]);
+    let message = one_error_line(&result);
+    assert_eq!(result.status.code(), Some(2), "{message}");
+    assert!(message.contains("Read-only file system"), "{message}");
 }
