@@ -9,7 +9,8 @@
 //!
 //! `make test` runs 1,000 inputs per loader; `make fuzz` 100,000 (`FUZZ_INPUTS`), from
 //! `FUZZ_SEED` (default 1). Input `i` of a loader depends only on the seed, the loader and `i`,
-//! so `FUZZ_FROM=i FUZZ_INPUTS=1` replays one. `FUZZ_TIMEOUT_MS` sets the limit (default 2000).
+//! so `FUZZ_FROM=i FUZZ_INPUTS=1` replays one (`FUZZ_SAVE=1` also writes it to
+//! `target/fuzz-findings/`, for an input the allocator aborted on). `FUZZ_TIMEOUT_MS` sets the limit (default 2000).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
@@ -556,6 +557,7 @@ fn fuzz(loader_index: usize) {
     let first = env_number("FUZZ_FROM", 0);
     let seed = env_number("FUZZ_SEED", 1);
     let limit = Duration::from_millis(env_number("FUZZ_TIMEOUT_MS", 2000));
+    let save = env_number("FUZZ_SAVE", 0) != 0;
     let dir = tempfile::tempdir().unwrap();
     let seeds = (loader.seeds)(dir.path());
     for (i, s) in seeds.iter().enumerate() {
@@ -593,6 +595,11 @@ fn fuzz(loader_index: usize) {
     for index in first..first + inputs {
         let mut rng = SplitMix64(seed ^ ((loader_index as u64) << 56) ^ index.wrapping_mul(0x9e37));
         let input = mutate(&mut rng, &seeds);
+        if save {
+            std::fs::create_dir_all(&findings_dir).unwrap();
+            let file = findings_dir.join(format!("{}-seed{seed}-{index}.bin", loader.name));
+            std::fs::write(file, &input).unwrap();
+        }
         input_tx.send((index, input.clone())).unwrap();
         let finding = match result_rx.recv_timeout(limit) {
             Ok(Ok(true)) => {

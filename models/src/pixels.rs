@@ -221,6 +221,13 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("(2500.0 megapixels)"), "{error}");
+        // found by tests/fuzz.rs (loader bmp, FUZZ_SEED=1, input 11295) before the check: a
+        // mutated 40x32 BMP whose header then asked the decoder for 343 GB
+        let fuzzed = include_bytes!("../../tests/fixtures/fuzz/bmp_fuzz_seed1_11295.bmp");
+        assert!(matches!(
+            decode_within(fuzzed, 16_000_000),
+            Err(Error::TooManyPixels { .. })
+        ));
         // the limit is inclusive
         let mut png = Vec::new();
         RgbImage::new(20, 10)
