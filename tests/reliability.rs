@@ -71,6 +71,31 @@ impl Drop for Tmpfs {
     }
 }
 
+/// splitmix64, for the random moments of the kill test (its seed is printed).
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
 /// A picture `copies` times in a new folder `dir`.
 fn photo_folder(dir: &Path, photo: &str, copies: usize) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
@@ -431,4 +456,198 @@ fn read_only_output_folders_are_refused_with_a_clear_error() {
     let message = one_error_line(&result);
     assert_eq!(result.status.code(), Some(2), "{message}");
     assert!(message.contains("Read-only file system"), "{message}");
+}
+
+/// The pids of `pid`'s `ffmpeg` children.
+fn ffmpeg_children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return found;
+    };
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
+            if comm.trim() == "ffmpeg" {
+                found.push(child);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn ffmpeg_killed_mid_video_is_named_and_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let clip = dir.path().join("clip.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
+        .args([
+            "testsrc2=size=96x64:rate=25:duration=40",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&clip)
+        .output()
+        .expect("ffmpeg is installed (scripts/setup.sh)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let out = dir.path().join("out.mp4");
+    let child = atelier()
+        .args([
+            "video",
+            path_str(&clip),
+            "-o",
+            path_str(&out),
+            "-m",
+            path_str(&model),
+        ])
+        .args(["--device", "cpu", "--threads", "1", "--quiet"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_for("ffmpeg to start", Duration::from_secs(60), || {
+        ffmpeg_children(pid).len() == 2
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let victim = ffmpeg_children(pid)[0];
+    assert!(Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().unwrap();
+    let message = one_error_line(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("ffmpeg"), "{message}");
+    assert!(!out.exists());
+    assert_eq!(temporaries(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn training_killed_at_random_moments_resumes_from_its_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let vgg = random_vgg16(dir.path());
+    let output = dir.path().join("model.safetensors");
+    let checkpoint = dir.path().join("model.checkpoint.safetensors");
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill moments from seed {seed}");
+    let mut last_step = 0;
+    for round in 0..3 {
+        let mut args = if round == 0 {
+            let mut args = small_run(&vgg, &output);
+            args.extend(["--checkpoint-every", "1"].map(String::from));
+            args
+        } else {
+            let resume = [
+                "--resume",
+                path_str(&checkpoint),
+                "--quiet",
+                "--threads",
+                "2",
+            ];
+            ["train"]
+                .iter()
+                .chain(&resume)
+                .map(|s| s.to_string())
+                .collect()
+        };
+        args.extend(["--steps", "100000"].map(String::from));
+        let before = std::fs::metadata(&checkpoint)
+            .and_then(|m| m.modified())
+            .ok();
+        let mut child = atelier().args(&args).spawn().unwrap();
+        // A moment after this run's first checkpoint: anywhere in the following steps and
+        // checkpoint writes.
+        wait_for("a checkpoint", Duration::from_secs(120), || {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("round {round}: training ended early ({status})");
+            }
+            std::fs::metadata(&checkpoint)
+                .and_then(|m| m.modified())
+                .ok()
+                != before
+        });
+        let delay = splitmix(&mut seed) % 1500;
+        std::thread::sleep(Duration::from_millis(delay));
+        signal(&child, "KILL");
+        child.wait().unwrap();
+        let step = trainer::Checkpoint::load(&checkpoint)
+            .unwrap_or_else(|e| panic!("round {round}, killed {delay} ms in: {e}"))
+            .step;
+        eprintln!("round {round}: killed {delay} ms after a checkpoint; it holds step {step}");
+        assert!(
+            step > last_step,
+            "round {round}: step {step} after {last_step}"
+        );
+        last_step = step;
+    }
+    let result = atelier()
+        .args([
+            "train",
+            "--resume",
+            path_str(&checkpoint),
+            "--quiet",
+            "--threads",
+            "2",
+        ])
+        .args(["--steps", &(last_step + 1).to_string()])
+        .output()
+        .unwrap();
+    assert_ok(&result);
+    models::Model::load(&output, Device::Cpu).unwrap();
+}
+
+#[test]
+fn interrupted_stylize_finishes_the_images_in_flight_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let photos = photo_folder(&dir.path().join("photos"), "astronaut.png", 40);
+    let out = dir.path().join("out");
+    let child = atelier()
+        .args([
+            "stylize",
+            path_str(&photos),
+            "-o",
+            path_str(&out),
+            "-m",
+            path_str(&model),
+        ])
+        .args(["--device", "cpu", "--threads", "2"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("a first output", Duration::from_secs(120), || {
+        out.is_dir() && files_under(&out).iter().any(|f| !f.contains(".tmp-"))
+    });
+    signal(&child, "INT");
+    let output = child.wait_with_output().unwrap();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{message}");
+    let written = files_under(&out);
+    assert!(written.len() < 40, "{message}");
+    assert!(
+        message.contains(&format!(
+            "interrupted: {} of 40 inputs written",
+            written.len()
+        )),
+        "{message}"
+    );
+    assert_eq!(temporaries(&out), Vec::<String>::new());
+    let (width, height) = image::open(repo_photo("astronaut.png"))
+        .unwrap()
+        .to_rgb8()
+        .dimensions();
+    assert_complete_images(&out, (width, height));
 }

@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -33,9 +34,22 @@ pub struct PipelineOptions {
     /// Pictures whose header declares more pixels are refused before decoding (see
     /// `tiling::default_max_pixels`).
     pub max_pixels: u64,
+    /// Set to non-zero (by a signal handler) to stop: no new input is started, the ones in
+    /// flight are finished and written. The inputs not started count neither as written nor
+    /// as failed.
+    pub interrupt: Option<Arc<AtomicUsize>>,
     /// Frames in a folder: blend each output with the previous one (see `smoother::Smoother`).
     /// Above 0 the inputs run one at a time, in order.
     pub smooth: f64,
+}
+
+impl PipelineOptions {
+    /// Whether the run was told to stop before starting another input.
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|signal| signal.load(Ordering::SeqCst) != 0)
+    }
 }
 
 impl Default for PipelineOptions {
@@ -50,6 +64,7 @@ impl Default for PipelineOptions {
                 .unwrap_or(2),
             memory_budget: None,
             max_pixels: crate::tiling::default_max_pixels(),
+            interrupt: None,
             smooth: 0.0,
         }
     }
@@ -150,6 +165,9 @@ pub fn run(
                 jobs.par_iter()
                     .enumerate()
                     .for_each_with(decoded_tx, |tx, (index, job)| {
+                        if options.interrupted() {
+                            return;
+                        }
                         let start = Instant::now();
                         match read_image(&job.source, &options.resize, options.max_pixels) {
                             Ok(image) => {
@@ -204,6 +222,9 @@ fn run_in_order(
     let mut smoother = crate::smoother::Smoother::new(options.smooth);
     let mut summary = Summary::default();
     for job in jobs {
+        if options.interrupted() {
+            break;
+        }
         let start = Instant::now();
         let result = read_image(&job.source, &options.resize, options.max_pixels)
             .and_then(|image| stylizer.stylize(&image.unsqueeze(0)))

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -69,6 +71,20 @@ impl RunArgs {
 }
 
 /// A count flag that must be at least 1 (`--threads`).
+/// From the call on, SIGINT and SIGTERM ask the command to stop cleanly: the returned number
+/// becomes the signal's, for the command to finish what is in flight and exit 128 + it; a
+/// second signal exits at once.
+pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicUsize>> {
+    let signal = Arc::new(AtomicUsize::new(0));
+    let signalled = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&signalled))?;
+        signal_hook::flag::register(sig, Arc::clone(&signalled))?;
+        signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
+    }
+    Ok(signal)
+}
+
 /// `--max-pixels`: pictures whose header declares more pixels are refused before decoding.
 #[derive(clap::Args, Debug, Clone)]
 pub struct MaxPixelsArg {

@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use anyhow::Context;
@@ -11,7 +12,9 @@ use infer::{
     Finish, Naming, OutputFormat, PipelineOptions, Resize, StyleSource, Stylizer, TileMode,
 };
 
-use super::common::{check_precision, progress_bar, MaxPixelsArg, RunArgs, IMAGES};
+use super::common::{
+    check_precision, progress_bar, stop_on_signals, MaxPixelsArg, RunArgs, IMAGES,
+};
 use super::exit::{self, DuringWork};
 
 /// The network options `stylize` and `video` share.
@@ -164,10 +167,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         threads: args.net.run.threads_or_all_cores(),
         memory_budget: None,
         max_pixels: args.net.max_pixels.get(),
+        interrupt: Some(stop_on_signals()?),
         smooth: 0.0,
     };
     let summary = run_jobs(&stylizer, &jobs, &options, args.json, args.quiet)?;
-    Ok(finish(summary, jobs.len()))
+    Ok(finish_or_interrupted(summary, jobs.len(), &options))
+}
+
+/// [`finish`], or after a signal, what was left undone and exit 128 + the signal.
+pub fn finish_or_interrupted(
+    summary: infer::Summary,
+    total: usize,
+    options: &PipelineOptions,
+) -> ExitCode {
+    let signal = options
+        .interrupt
+        .as_ref()
+        .map_or(0, |signal| signal.load(Ordering::SeqCst));
+    if signal == 0 {
+        return finish(summary, total);
+    }
+    let not_started = total - summary.written - summary.failed;
+    eprintln!(
+        "atelier: interrupted: {} of {total} inputs written, {} failed, {not_started} not started",
+        summary.written, summary.failed
+    );
+    ExitCode::from((128 + signal) as u8)
 }
 
 /// Runs the pipeline with a progress bar (several files on a terminal) and per-output lines.
@@ -214,7 +239,7 @@ pub fn run_jobs(
 }
 
 /// Exit code 1 with a count when some inputs failed.
-pub fn finish(summary: infer::Summary, total: usize) -> ExitCode {
+fn finish(summary: infer::Summary, total: usize) -> ExitCode {
     if summary.failed > 0 {
         eprintln!("atelier: {} of {total} inputs failed", summary.failed);
         ExitCode::from(exit::PARTIAL)

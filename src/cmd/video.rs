@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use infer::{Naming, PipelineOptions, TileMode, VideoOptions};
 
-use super::common::{progress_bar, FRAMES};
+use super::common::{progress_bar, stop_on_signals, FRAMES};
 use super::exit::DuringWork;
-use super::stylize::{finish, run_jobs, NetArgs, DEFAULT_BATCH};
+use super::stylize::{finish_or_interrupted, run_jobs, NetArgs, DEFAULT_BATCH};
 
 /// Stylize a video (frames, rate, size, rotation and audio kept) or a folder of frames
 #[derive(clap::Args, Debug)]
@@ -161,8 +161,9 @@ fn frames_folder(args: &Args, resize: infer::Resize) -> anyhow::Result<ExitCode>
         threads: args.net.run.threads_or_all_cores(),
         memory_budget: None,
         max_pixels: args.net.max_pixels.get(),
+        interrupt: Some(stop_on_signals()?),
         smooth: args.smooth,
     };
     let summary = run_jobs(&stylizer, &jobs, &options, args.json, args.quiet)?;
-    Ok(finish(summary, jobs.len()))
+    Ok(finish_or_interrupted(summary, jobs.len(), &options))
 }
