@@ -12,6 +12,8 @@
 //! so `FUZZ_FROM=i FUZZ_INPUTS=1` replays one (`FUZZ_SAVE=1` also writes it to
 //! `target/fuzz-findings/`, for an input the allocator aborted on). `FUZZ_TIMEOUT_MS` sets the limit (default 2000).
 
+mod infer_support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use image::{DynamicImage, ImageFormat};
 use infer::OutputFormat;
+use infer_support::ffmpeg;
 use models::file::{Int8Weight, Quantized};
 use models::{Model, ModelMeta, NetSpec};
 use tch::{Device, Kind, Tensor};
@@ -475,18 +478,6 @@ fn picture_seeds(format: OutputFormat) -> Vec<Vec<u8>> {
 fn ffprobe_seeds(dir: &Path) -> Vec<Vec<u8>> {
     let plain = dir.join("plain.mp4");
     let rotated = dir.join("rotated.mp4");
-    let ffmpeg = |args: &[&str]| {
-        let made = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-nostdin", "-y"])
-            .args(args)
-            .output()
-            .expect("ffmpeg is installed (scripts/setup.sh)");
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-    };
     let source = [
         "-f",
         "lavfi",

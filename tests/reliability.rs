@@ -10,7 +10,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use infer_support::*;
-use models::vgg::{Vgg, VggKind};
 use tch::Device;
 
 fn repo() -> &'static Path {
@@ -27,6 +26,15 @@ fn one_error_line(output: &Output) -> String {
     assert_eq!(message.trim().lines().count(), 1, "{message}");
     assert!(message.starts_with("atelier: error: "), "{message}");
     message
+}
+
+/// `atelier stylize INPUT -o OUT -m MODEL --device cpu EXTRA...`.
+fn stylize_on_cpu(input: &Path, out: &Path, model: &Path, extra: &[&str]) -> Output {
+    let paths = [input, out, model].map(path_str);
+    let args = [
+        "stylize", paths[0], "-o", paths[1], "-m", paths[2], "--device", "cpu",
+    ];
+    run(&[&args[..], extra].concat())
 }
 
 /// Hidden temporaries (`.name.tmp-PID...`) left anywhere under `dir`.
@@ -159,16 +167,7 @@ fn pictures_declaring_too_many_pixels_are_refused_before_decoding() {
     let out = dir.path().join("out.png");
 
     // One of the inputs of a run: reported, counted, the run fails with 1.
-    let result = run(&[
-        "stylize",
-        path_str(&bomb),
-        "-o",
-        path_str(&out),
-        "-m",
-        path_str(&model),
-        "--device",
-        "cpu",
-    ]);
+    let result = stylize_on_cpu(&bomb, &out, &model, &[]);
     let message = stderr(&result);
     assert_eq!(result.status.code(), Some(1), "{message}");
     assert!(
@@ -179,18 +178,7 @@ fn pictures_declaring_too_many_pixels_are_refused_before_decoding() {
 
     // A real photo over a --max-pixels given; the limit in megapixels.
     let photo = repo_photo("chelsea.png");
-    let result = run(&[
-        "stylize",
-        path_str(&photo),
-        "-o",
-        path_str(&out),
-        "-m",
-        path_str(&model),
-        "--device",
-        "cpu",
-        "--max-pixels",
-        "0.1M",
-    ]);
+    let result = stylize_on_cpu(&photo, &out, &model, &["--max-pixels", "0.1M"]);
     let message = stderr(&result);
     assert_eq!(result.status.code(), Some(1), "{message}");
     assert!(
@@ -255,16 +243,7 @@ fn model_and_checkpoint_headers_declaring_more_than_the_file_are_refused() {
     std::fs::write(&lying, lying_header(&std::fs::read(&model).unwrap())).unwrap();
     let photo = repo_photo("chelsea.png");
     let out = dir.path().join("out.png");
-    let result = run(&[
-        "stylize",
-        path_str(&photo),
-        "-o",
-        path_str(&out),
-        "-m",
-        path_str(&lying),
-        "--device",
-        "cpu",
-    ]);
+    let result = stylize_on_cpu(&photo, &out, &lying, &[]);
     let message = one_error_line(&result);
     assert_eq!(result.status.code(), Some(2), "{message}");
     assert!(message.contains("lying.safetensors"), "{message}");
@@ -290,15 +269,6 @@ fn model_and_checkpoint_headers_declaring_more_than_the_file_are_refused() {
     let result = run(&["train", "--resume", path_str(&lying)]);
     let message = one_error_line(&result);
     assert_eq!(result.status.code(), Some(2), "{message}");
-}
-
-/// Random VGG-16 weights as torchvision names them (the training tests' loss network).
-fn random_vgg16(dir: &Path) -> PathBuf {
-    tch::manual_seed(0);
-    let vgg = Vgg::random(VggKind::Vgg16, Device::Cpu);
-    let path = dir.join("vgg16.safetensors");
-    models::file::save_safetensors(&path, &vgg.named_tensors(), &Default::default()).unwrap();
-    path
 }
 
 /// The flags of a tiny CPU training run on the bundled photos.
@@ -341,33 +311,18 @@ fn a_folder_run_into_a_full_disk_reports_each_file_and_leaves_no_partial_output(
     let photos = photo_folder(&dir.path().join("photos"), "chelsea.png", 6);
     // One output's size, written where there is room.
     let sample = dir.path().join("sample.png");
-    assert_ok(&run(&[
-        "stylize",
-        path_str(&photos.join("photo00.png")),
-        "-o",
-        path_str(&sample),
-        "-m",
-        path_str(&model),
-        "--device",
-        "cpu",
-    ]));
+    assert_ok(&stylize_on_cpu(
+        &photos.join("photo00.png"),
+        &sample,
+        &model,
+        &[],
+    ));
     let one = std::fs::metadata(&sample).unwrap().len();
     let size = format!("size={}k", (one * 5 / 2).div_ceil(4096) * 4);
     let Some(disk) = Tmpfs::mount(dir.path().join("small"), &size) else {
         return;
     };
-    let result = run(&[
-        "stylize",
-        path_str(&photos),
-        "-o",
-        path_str(&disk.0),
-        "-m",
-        path_str(&model),
-        "--device",
-        "cpu",
-        "--threads",
-        "2",
-    ]);
+    let result = stylize_on_cpu(&photos, &disk.0, &model, &["--threads", "2"]);
     let message = stderr(&result);
     assert_eq!(result.status.code(), Some(1), "{message}");
     let written = files_under(&disk.0);
@@ -436,16 +391,7 @@ fn read_only_output_folders_are_refused_with_a_clear_error() {
     };
     let photo = repo_photo("chelsea.png");
     let out = disk.0.join("out.png");
-    let result = run(&[
-        "stylize",
-        path_str(&photo),
-        "-o",
-        path_str(&out),
-        "-m",
-        path_str(&model),
-        "--device",
-        "cpu",
-    ]);
+    let result = stylize_on_cpu(&photo, &out, &model, &[]);
     let message = stderr(&result);
     assert!(matches!(result.status.code(), Some(1 | 2)), "{message}");
     assert!(message.contains("Read-only file system"), "{message}");
@@ -484,21 +430,15 @@ fn ffmpeg_killed_mid_video_is_named_and_leaves_no_output() {
     let dir = tempfile::tempdir().unwrap();
     let model = random_johnson(dir.path());
     let clip = dir.path().join("clip.mp4");
-    let made = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
-        .args([
-            "testsrc2=size=96x64:rate=25:duration=40",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .arg(&clip)
-        .output()
-        .expect("ffmpeg is installed (scripts/setup.sh)");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=25:duration=40",
+        "-pix_fmt",
+        "yuv420p",
+        path_str(&clip),
+    ]);
     let out = dir.path().join("out.mp4");
     let child = atelier()
         .args([

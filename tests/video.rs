@@ -8,19 +8,6 @@ use std::process::Command;
 
 use infer_support::*;
 
-fn ffmpeg(args: &[&str]) {
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is installed (scripts/setup.sh)");
-    assert!(
-        output.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Stream facts, with frames counted by decoding.
 fn probe(path: &Path) -> serde_json::Value {
     let output = Command::new("ffprobe")
