@@ -3,8 +3,6 @@
 
 mod infer_support;
 
-use std::process::Command;
-
 use infer_support::*;
 
 #[test]
@@ -13,21 +11,15 @@ fn bad_arguments_exit_2_and_a_failure_mid_video_exits_1() {
     let model = random_johnson(dir.path());
     let model = model.to_str().unwrap();
     let clip = dir.path().join("clip.mp4");
-    let made = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
-        .args([
-            "testsrc2=size=64x48:rate=10:duration=0.5",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .arg(&clip)
-        .output()
-        .expect("ffmpeg is installed (scripts/setup.sh)");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10:duration=0.5",
+        "-pix_fmt",
+        "yuv420p",
+        clip.to_str().unwrap(),
+    ]);
     let clip = clip.to_str().unwrap();
     let out = dir.path().join("out.mp4");
     let out_str = out.to_str().unwrap();

@@ -2,12 +2,13 @@
 //! torchvision layout (real weights cannot be downloaded in tests; the losses and their
 //! gradients behave the same way).
 
-use std::path::{Path, PathBuf};
+mod infer_support;
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use models::vgg::{Vgg, VggKind};
-use tch::Device;
+use infer_support::random_vgg16;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,15 +23,6 @@ fn atelier(args: &[&str]) -> Output {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Random VGG-16 weights as torchvision names them, written once per test.
-fn random_vgg16(dir: &Path) -> PathBuf {
-    tch::manual_seed(0);
-    let vgg = Vgg::random(VggKind::Vgg16, Device::Cpu);
-    let path = dir.join("vgg16.safetensors");
-    models::file::save_safetensors(&path, &vgg.named_tensors(), &Default::default()).unwrap();
-    path
 }
 
 fn asset(path: &str) -> String {

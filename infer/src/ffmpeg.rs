@@ -95,8 +95,12 @@ pub fn parse_probe(stdout: &[u8]) -> Result<VideoInfo, String> {
         v.as_f64()
             .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
     };
-    let width = number(&video["width"]).ok_or("the video stream has no width")? as u32;
-    let height = number(&video["height"]).ok_or("the video stream has no height")? as u32;
+    let side = |key: &str| {
+        number(&video[key])
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or(format!("the video stream has no usable {key}"))
+    };
+    let (width, height) = (side("width")?, side("height")?);
     let usable = |rate: &serde_json::Value| {
         rate.as_str()
             .filter(|r| r.split_once('/').is_some_and(|(n, d)| n != "0" && d != "0"))
@@ -490,6 +494,17 @@ mod tests {
         assert!(parse_probe(b"ffprobe: error")
             .unwrap_err()
             .contains("unreadable"));
+    }
+
+    #[test]
+    fn probe_refuses_sides_beyond_u32() {
+        // 2^32 + 64 once wrapped to a 64-pixel-wide frame
+        let json = br#"{"streams": [{"codec_type": "video", "width": 4294967360, "height": 48,
+            "r_frame_rate": "10/1"}]}"#;
+        assert_eq!(
+            parse_probe(json).unwrap_err(),
+            "the video stream has no usable width"
+        );
     }
 
     #[test]

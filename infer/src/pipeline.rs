@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -30,9 +31,25 @@ pub struct PipelineOptions {
     pub threads: usize,
     /// Bytes a forward pass may use; `None` asks the system (see `tiling::memory_budget`).
     pub memory_budget: Option<u64>,
+    /// Pictures whose header declares more pixels are refused before decoding (see
+    /// `tiling::default_max_pixels`).
+    pub max_pixels: u64,
+    /// Set to non-zero (by a signal handler) to stop: no new input is started, the ones in
+    /// flight are finished and written. The inputs not started count neither as written nor
+    /// as failed.
+    pub interrupt: Option<Arc<AtomicUsize>>,
     /// Frames in a folder: blend each output with the previous one (see `smoother::Smoother`).
     /// Above 0 the inputs run one at a time, in order.
     pub smooth: f64,
+}
+
+impl PipelineOptions {
+    /// Whether the run was told to stop before starting another input.
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|signal| signal.load(Ordering::SeqCst) != 0)
+    }
 }
 
 impl Default for PipelineOptions {
@@ -46,6 +63,8 @@ impl Default for PipelineOptions {
                 .map(|n| n.get())
                 .unwrap_or(2),
             memory_budget: None,
+            max_pixels: crate::tiling::default_max_pixels(),
+            interrupt: None,
             smooth: 0.0,
         }
     }
@@ -196,11 +215,11 @@ fn run_worker(
             .map_err(|e| Error::Invalid(format!("cannot start {name} threads: {e}")))
     };
     let (decode_pool, encode_pool) = (pool("decode")?, pool("encode")?);
-    let written = std::sync::atomic::AtomicUsize::new(0);
-    let failed = std::sync::atomic::AtomicUsize::new(0);
+    let written = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
     let count = |outcome: Outcome| {
         let counter = if outcome.is_ok() { &written } else { &failed };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
         on_done(outcome);
     };
     let fail = |index: usize, error: Error| {
@@ -219,14 +238,17 @@ fn run_worker(
         let (styled_tx, styled_rx) = sync_channel::<Styled>(threads.max(2));
         scope.spawn(|| {
             decode_pool.install(|| {
-                let next =
-                    || Some(queue.fetch_add(1, Ordering::Relaxed)).filter(|&i| i < jobs.len());
+                // A signal stops the taking of new inputs; those in flight finish.
+                let next = || {
+                    Some(queue.fetch_add(1, Ordering::Relaxed))
+                        .filter(|&i| i < jobs.len() && !options.interrupted())
+                };
                 std::iter::from_fn(next)
                     .par_bridge()
                     .for_each_with(decoded_tx, |tx, index| {
                         let job = &jobs[index];
                         let start = Instant::now();
-                        match read_image(&job.source, &options.resize) {
+                        match read_image(&job.source, &options.resize, options.max_pixels) {
                             Ok(image) => {
                                 let seconds = start.elapsed().as_secs_f64();
                                 // The device stage hanging up means it is finishing; nothing to do.
@@ -279,8 +301,11 @@ fn run_in_order(
     let mut smoother = crate::smoother::Smoother::new(options.smooth);
     let mut summary = Summary::default();
     for job in jobs {
+        if options.interrupted() {
+            break;
+        }
         let start = Instant::now();
-        let result = read_image(&job.source, &options.resize)
+        let result = read_image(&job.source, &options.resize, options.max_pixels)
             .and_then(|image| stylizer.stylize(&image.unsqueeze(0)))
             .and_then(|styled| {
                 let frame = smoother.apply(styled.squeeze_dim(0).to_device(Device::Cpu));
@@ -397,7 +422,8 @@ fn run_batch(
 }
 
 /// Reads and decodes an image (EXIF orientation applied), resizes it, and returns `[3, H, W]`.
-pub fn read_image(source: &Source, resize: &Resize) -> Result<Tensor> {
+/// An image whose header declares more than `max_pixels` is refused before decoding.
+pub fn read_image(source: &Source, resize: &Resize, max_pixels: u64) -> Result<Tensor> {
     let (bytes, path) = match source {
         Source::File(path) => (
             std::fs::read(path).map_err(|e| Error::Read {
@@ -418,7 +444,7 @@ pub fn read_image(source: &Source, resize: &Resize) -> Result<Tensor> {
             (bytes, "-".into())
         }
     };
-    let image = models::pixels::decode(&bytes).map_err(|e| Error::Decode {
+    let image = models::pixels::decode_within(&bytes, max_pixels).map_err(|e| Error::Decode {
         path,
         reason: match e {
             models::Error::Decode(reason) => reason,

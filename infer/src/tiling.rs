@@ -82,10 +82,31 @@ pub fn memory_budget(device: Device) -> u64 {
     }
 }
 
+/// What one decoded picture costs on its way through the pipeline, per pixel: up to 6 bytes
+/// decoded (16-bit RGB), 12 as the f32 input tensor, 12 as the f32 output, 3 as the encoded
+/// image's RGB, and room for the encoder's buffers.
+const PICTURE_BYTES_PER_PIXEL: u64 = 40;
+
+/// The default of `--max-pixels`: one pixel per 40 bytes of the machine's memory (what a
+/// picture costs through the pipeline), capped at `models::pixels::DEFAULT_MAX_PIXELS`
+/// (400 megapixels, reached at 16 GB), and never under 16 megapixels.
+pub fn default_max_pixels() -> u64 {
+    const FLOOR: u64 = 16_000_000;
+    meminfo("MemTotal:")
+        .map(|total| total / PICTURE_BYTES_PER_PIXEL)
+        .unwrap_or(models::pixels::DEFAULT_MAX_PIXELS)
+        .clamp(FLOOR, models::pixels::DEFAULT_MAX_PIXELS)
+}
+
 /// `MemAvailable` from /proc/meminfo.
 fn available_memory() -> Option<u64> {
+    meminfo("MemAvailable:")
+}
+
+/// A /proc/meminfo line's value, in bytes.
+fn meminfo(key: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }

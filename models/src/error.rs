@@ -52,6 +52,17 @@ pub enum Error {
     InvalidStyle(String),
     #[error("cannot decode image: {0}")]
     Decode(String),
+    #[error(
+        "the image declares {width}x{height} pixels ({:.1} megapixels), over the limit of {:.1} \
+         megapixels (--max-pixels)",
+        (*width as f64) * (*height as f64) / 1e6,
+        *max_pixels as f64 / 1e6
+    )]
+    TooManyPixels {
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
     #[error("cannot convert {path}: {reason}")]
     Convert { path: PathBuf, reason: String },
     #[error("{path} is not an atelier style vector: {reason}")]

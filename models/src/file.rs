@@ -209,7 +209,7 @@ pub fn read_meta(path: &Path) -> Result<ModelMeta> {
 
 fn parse_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
     let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes)
-        .map_err(|e| not_a_model(path, format!("not a safetensors file ({e})")))?;
+        .map_err(|e| not_a_model(path, safetensors_error(&e, bytes.len())))?;
     let header = metadata
         .metadata()
         .as_ref()
@@ -294,15 +294,49 @@ pub fn view_to_tensor(path: &Path, view: &safetensors::tensor::TensorView) -> Re
     })
 }
 
-/// Reads every tensor of a safetensors file (any producer) as CPU tensors, in file order.
+/// What is wrong with a file safetensors refuses, in words. Its reader checks the header
+/// against the file before anything is allocated: each tensor's byte range must follow the
+/// previous one, match its shape and dtype, and end where the file does.
+pub fn safetensors_error(error: &safetensors::SafeTensorError, file_len: usize) -> String {
+    use safetensors::SafeTensorError as E;
+    match error {
+        E::HeaderTooSmall | E::InvalidHeaderLength => format!(
+            "not a safetensors file: its header length does not fit in its {file_len} bytes \
+             (truncated or damaged?)"
+        ),
+        E::HeaderTooLarge => "not a safetensors file: it declares a header over 100 MB".into(),
+        E::InvalidHeader | E::InvalidHeaderStart | E::InvalidHeaderDeserialization => {
+            "not a safetensors file: its header is not the expected JSON".into()
+        }
+        E::InvalidOffset(name) => format!(
+            "its header gives tensor `{name}` a byte range that does not follow the previous \
+             tensor's"
+        ),
+        E::TensorInvalidInfo | E::ValidationOverflow => {
+            "its header declares a tensor whose shape does not match its byte range".into()
+        }
+        E::MetadataIncompleteBuffer => format!(
+            "its header declares tensor data that does not end where the file's {file_len} \
+             bytes do (truncated, or a lying header)"
+        ),
+        other => format!("not a safetensors file ({other:?})"),
+    }
+}
+
+/// Reads every tensor of a safetensors file (any producer) as CPU tensors, sorted by name.
 pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let bytes = std::fs::read(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Convert {
+    parse_safetensors(path, &bytes)
+}
+
+/// Like [`read_safetensors`], from a file's contents; `path` only names it in errors.
+pub fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
+    let tensors = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::Convert {
         path: path.to_path_buf(),
-        reason: format!("not a safetensors file: {e}"),
+        reason: safetensors_error(&e, bytes.len()),
     })?;
     let mut out = Vec::new();
     for (name, view) in tensors.tensors() {
@@ -316,7 +350,8 @@ pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
 /// int8 tensors dequantized with their `.qscale` companions (which do not appear in the
 /// result). An int8 tensor without its scales, or scales that do not fit, is an error.
 pub fn read_dequantized(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
-    let tensors = safetensors::SafeTensors::deserialize(bytes).map_err(|e| not_a_model(path, e))?;
+    let tensors = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| not_a_model(path, safetensors_error(&e, bytes.len())))?;
     let mut named: BTreeMap<String, Tensor> = BTreeMap::new();
     for (name, view) in tensors.tensors() {
         named.insert(name, view_to_tensor(path, &view)?);

@@ -8,14 +8,41 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 
-/// Decodes any supported format from memory and applies its EXIF orientation.
+/// The most pixels [`decode`] accepts: 400 megapixels, about 6 GB once decoded and converted
+/// to f32. Commands that decode user pictures choose their own limit (`--max-pixels`).
+pub const DEFAULT_MAX_PIXELS: u64 = 400_000_000;
+
+/// Decodes any supported format from memory and applies its EXIF orientation, refusing an image
+/// whose header declares more than [`DEFAULT_MAX_PIXELS`].
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
-    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+    decode_within(bytes, DEFAULT_MAX_PIXELS)
+}
+
+/// Like [`decode`], refusing an image whose header declares more than `max_pixels` pixels
+/// before anything is decoded: a small file can declare gigapixels, and the image crate
+/// allocates the whole picture up front.
+pub fn decode_within(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage> {
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::Decode(e.to_string()))?;
+    // The decoders' own buffers (strips, rows, metadata) stay within what the picture may take.
+    let mut limits = image::Limits::default();
+    limits.max_alloc = limits
+        .max_alloc
+        .map(|default| default.max(max_pixels.saturating_mul(8)));
+    reader.limits(limits);
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| Error::Decode(e.to_string()))?;
+    let (width, height) = decoder.dimensions();
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(Error::TooManyPixels {
+            width,
+            height,
+            max_pixels,
+        });
+    }
     let orientation = decoder
         .orientation()
         .map_err(|e| Error::Decode(e.to_string()))?;
@@ -176,6 +203,42 @@ pub fn has_image_extension(path: &std::path::Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pictures_declaring_too_many_pixels_are_refused_before_decoding() {
+        // 66 bytes declaring 50000x50000 RGB: decoding once allocated its 7.5 GB first
+        let bomb = include_bytes!("../../tests/fixtures/fuzz/png_50000x50000.png");
+        let error = decode(bomb).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::TooManyPixels {
+                    width: 50_000,
+                    height: 50_000,
+                    max_pixels: DEFAULT_MAX_PIXELS
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("(2500.0 megapixels)"), "{error}");
+        // found by tests/fuzz.rs (loader bmp, FUZZ_SEED=1, input 11295) before the check: a
+        // mutated 40x32 BMP whose header then asked the decoder for 343 GB
+        let fuzzed = include_bytes!("../../tests/fixtures/fuzz/bmp_fuzz_seed1_11295.bmp");
+        assert!(matches!(
+            decode_within(fuzzed, 16_000_000),
+            Err(Error::TooManyPixels { .. })
+        ));
+        // the limit is inclusive
+        let mut png = Vec::new();
+        RgbImage::new(20, 10)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert_eq!(decode_within(&png, 200).unwrap().width(), 20);
+        assert!(matches!(
+            decode_within(&png, 199),
+            Err(Error::TooManyPixels { .. })
+        ));
+    }
 
     /// The ATen formulation the plain-Rust conversions replace.
     fn aten_image_to_tensor(rgb: &RgbImage) -> Tensor {

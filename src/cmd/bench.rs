@@ -180,7 +180,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 relative: PathBuf::new(),
             };
             Box::new(move || {
-                let image = infer::pipeline::read_image(&job.source, &Resize::default())?;
+                let image = infer::pipeline::read_image(
+                    &job.source,
+                    &Resize::default(),
+                    models::pixels::DEFAULT_MAX_PIXELS,
+                )?;
                 let out = stylizer.stylize(&image.unsqueeze(0))?;
                 infer::pipeline::write_image(&out.squeeze_dim(0), &job, 95)?;
                 Ok(RunResult {
@@ -533,7 +537,12 @@ fn error_vs_f32(
     image: &Path,
 ) -> anyhow::Result<f64> {
     let source = Source::File(image.to_path_buf());
-    let input = infer::pipeline::read_image(&source, &Resize::default())?.unsqueeze(0);
+    let input = infer::pipeline::read_image(
+        &source,
+        &Resize::default(),
+        models::pixels::DEFAULT_MAX_PIXELS,
+    )?
+    .unsqueeze(0);
     let reference = stylizer(net, device, Precision::F32)?.stylize(&input)?;
     let low = stylizer(net, device, precision)?.stylize(&input)?;
     let distance = (&low - &reference).norm().double_value(&[]);

@@ -2,11 +2,17 @@
 //! a network (`RunArgs`), the precision check, and progress bars.
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
+use anyhow::Context;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use models::Precision;
 use tch::Device;
+use trainer::optimize::DynamicImage;
 
 /// `--device`: `auto` (CUDA if present), `cpu`, `cuda` or `cuda:N`, checked against the devices
 /// present when the arguments are parsed; for the commands that run workers over a queue
@@ -103,6 +109,60 @@ impl RunArgs {
 }
 
 /// A count flag that must be at least 1 (`--threads`).
+/// From the call on, SIGINT and SIGTERM ask the command to stop cleanly: the returned number
+/// becomes the signal's, for the command to finish what is in flight and exit 128 + it; a
+/// second signal exits at once.
+pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicUsize>> {
+    let signal = Arc::new(AtomicUsize::new(0));
+    let signalled = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&signalled))?;
+        signal_hook::flag::register(sig, Arc::clone(&signalled))?;
+        signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
+    }
+    Ok(signal)
+}
+
+/// `--max-pixels`: pictures whose header declares more pixels are refused before decoding.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MaxPixelsArg {
+    /// Refuse a picture whose header declares more pixels than this, before decoding it (a
+    /// small file can declare gigapixels): a count, or megapixels as `400M`. Default: one pixel
+    /// per 40 bytes of memory (what a picture costs through the pipeline), at most 400M
+    #[arg(long, value_name = "N", value_parser = pixel_count)]
+    pub max_pixels: Option<u64>,
+}
+
+impl MaxPixelsArg {
+    /// The limit given, or the one this machine's memory allows.
+    pub fn get(&self) -> u64 {
+        self.max_pixels
+            .unwrap_or_else(infer::tiling::default_max_pixels)
+    }
+}
+
+/// A pixel count: `N`, or `N` megapixels as `NM` (`400M`, `2.5M`).
+fn pixel_count(text: &str) -> anyhow::Result<u64> {
+    let pixels = match text.strip_suffix(['M', 'm']) {
+        Some(mega) => {
+            let mega: f64 = mega.parse()?;
+            anyhow::ensure!(mega.is_finite() && mega >= 0.0, "not a pixel count");
+            (mega * 1e6).round() as u64
+        }
+        None => text.parse()?,
+    };
+    anyhow::ensure!(pixels >= 1, "must be at least 1");
+    Ok(pixels)
+}
+
+/// Reads and decodes a picture (EXIF orientation applied), refusing one whose header declares
+/// more than `max_pixels` before decoding it.
+pub fn read_picture(path: &Path, max_pixels: u64) -> anyhow::Result<DynamicImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    models::pixels::decode_within(&bytes, max_pixels)
+        .with_context(|| format!("cannot decode {}", path.display()))
+}
+
 pub fn at_least_one(text: &str) -> anyhow::Result<usize> {
     let n: usize = text.parse()?;
     anyhow::ensure!(n >= 1, "must be at least 1");

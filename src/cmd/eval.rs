@@ -9,8 +9,8 @@ use infer::{Finish, StyleMix, Stylizer};
 use models::eval::{Measurement, Yardstick, STYLE_TAPS};
 use models::{Precision, VggKind};
 use tch::{Device, Tensor};
-use trainer::optimize::DynamicImage;
 
+use super::common::read_picture;
 use super::optimize::{load_vgg, RuntimeArgs};
 
 /// Measure how well stylized images hold their photo's content and the style picture's style
@@ -63,7 +63,12 @@ enum Source {
 
 impl Source {
     /// The stylized image `[3, H, W]` for `photo` (as decoded and sized) from `photo_path`.
-    fn stylize(&self, photo_path: &Path, photo: &Tensor) -> anyhow::Result<Tensor> {
+    fn stylize(
+        &self,
+        photo_path: &Path,
+        photo: &Tensor,
+        max_pixels: u64,
+    ) -> anyhow::Result<Tensor> {
         match self {
             Source::Network(stylizer) => {
                 let out = stylizer.stylize(&photo.unsqueeze(0))?;
@@ -76,7 +81,9 @@ impl Source {
             }
             Source::Folder(dir) => {
                 let path = find_stylized(dir, photo_path)?;
-                Ok(models::pixels::image_to_tensor(&read_image(&path)?))
+                Ok(models::pixels::image_to_tensor(&read_picture(
+                    &path, max_pixels,
+                )?))
             }
         }
     }
@@ -94,7 +101,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--size must be at least 16");
     }
     let photos = photo_paths(&args.photos)?;
-    let style = read_image(&args.style).context("style image")?;
+    let max_pixels = args.runtime.max_pixels.get();
+    let style = read_picture(&args.style, max_pixels).context("style image")?;
     let source = match (&args.model, &args.builtin, &args.stylized) {
         _ if args.arbitrary => {
             let picture = args.style.display().to_string();
@@ -134,12 +142,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut rows = Vec::new();
     for path in &photos {
-        let mut photo = read_image(path)?;
+        let mut photo = read_picture(path, max_pixels)?;
         if let (Source::Network(_), Some(size)) = (&source, args.size) {
             photo = models::eval::resize_longer_side(&photo, size);
         }
         let photo_tensor = models::pixels::image_to_tensor(&photo);
-        let stylized = source.stylize(path, &photo_tensor)?;
+        let stylized = source.stylize(path, &photo_tensor, max_pixels)?;
         let (height, width) = (stylized.size()[1], stylized.size()[2]);
         // The photo is compared at the stylized image's size.
         let photo_tensor = if (photo.height() as i64, photo.width() as i64) == (height, width) {
@@ -293,9 +301,4 @@ fn find_stylized(dir: &Path, photo: &Path) -> anyhow::Result<PathBuf> {
                 dir.display()
             )
         })
-}
-
-fn read_image(path: &Path) -> anyhow::Result<DynamicImage> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    models::pixels::decode(&bytes).with_context(|| format!("cannot decode {}", path.display()))
 }

@@ -11,7 +11,7 @@ use infer::{Finish, OutputFormat, StyleSource};
 use models::{Precision, Tap, Vgg, VggKind};
 use tch::Device;
 
-use super::common::{at_least_one, DeviceArg};
+use super::common::{at_least_one, read_picture, DeviceArg, MaxPixelsArg};
 use super::exit::DuringWork;
 use trainer::lbfgs::LineSearch;
 use trainer::optimize::{DynamicImage, Event, Init, Method, OptimizeConfig, Scale, StyleImage};
@@ -40,6 +40,8 @@ pub struct RuntimeArgs {
     /// CPU threads (default: all cores)
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub max_pixels: MaxPixelsArg,
 }
 
 impl RuntimeArgs {
@@ -194,7 +196,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let kind = args.loss_net;
     let config = config(&args, kind)?;
-    let content = read_image(&args.content).context("content image")?;
+    let max_pixels = args.runtime.max_pixels.get();
+    let content = read_picture(&args.content, max_pixels).context("content image")?;
     let size = args
         .size
         .unwrap_or_else(|| content.width().max(content.height()).min(DEFAULT_MAX_SIZE));
@@ -216,7 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .zip(blend)
         .map(|(path, weight)| {
             Ok(StyleImage {
-                image: read_image(path).context("style image")?,
+                image: read_picture(path, max_pixels).context("style image")?,
                 weight,
             })
         })
@@ -473,11 +476,6 @@ fn init(
         models::pixels::image_to_tensor(&models::eval::resize_longer_side(content, first_size));
     let stylized = stylizer.stylize(&photo.unsqueeze(0))?;
     Ok(Init::Image(stylized.squeeze_dim(0)))
-}
-
-fn read_image(path: &Path) -> anyhow::Result<DynamicImage> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    models::pixels::decode(&bytes).with_context(|| format!("cannot decode {}", path.display()))
 }
 
 fn write_image(

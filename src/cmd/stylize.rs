@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use anyhow::Context;
@@ -11,7 +12,9 @@ use infer::{
     Finish, Naming, OutputFormat, PipelineOptions, Resize, StyleSource, Stylizer, TileMode,
 };
 
-use super::common::{check_precision, progress_bar, RunArgs, IMAGES};
+use super::common::{
+    check_precision, progress_bar, stop_on_signals, MaxPixelsArg, RunArgs, IMAGES,
+};
 use super::exit::{self, DuringWork};
 
 /// The network options `stylize` and `video` share.
@@ -45,6 +48,8 @@ pub struct NetArgs {
     pub scale: Option<f64>,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub max_pixels: MaxPixelsArg,
     /// Most images (or frames) of the same size run through the network at once. Default: 4;
     /// video on the CPU: 1, where large batches only add memory traffic
     #[arg(long, value_name = "N")]
@@ -200,10 +205,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_batch: args.net.batch.unwrap_or(DEFAULT_BATCH),
         threads: args.net.run.threads_or_all_cores(),
         memory_budget: None,
+        max_pixels: args.net.max_pixels.get(),
+        interrupt: Some(stop_on_signals()?),
         smooth: 0.0,
     };
     let summary = run_jobs(&mut stylizers, &jobs, &options, args.json, args.quiet)?;
-    Ok(finish(summary, jobs.len()))
+    Ok(finish_or_interrupted(summary, jobs.len(), &options))
+}
+
+/// [`finish`], or after a signal, what was left undone and exit 128 + the signal.
+pub fn finish_or_interrupted(
+    summary: infer::Summary,
+    total: usize,
+    options: &PipelineOptions,
+) -> ExitCode {
+    let signal = options
+        .interrupt
+        .as_ref()
+        .map_or(0, |signal| signal.load(Ordering::SeqCst));
+    if signal == 0 {
+        return finish(summary, total);
+    }
+    let not_started = total - summary.written - summary.failed;
+    eprintln!(
+        "atelier: interrupted: {} of {total} inputs written, {} failed, {not_started} not started",
+        summary.written, summary.failed
+    );
+    ExitCode::from((128 + signal) as u8)
 }
 
 /// The outputs `--skip-existing` left alone: one JSON record each, or one line in all.
@@ -283,7 +311,7 @@ pub fn run_jobs(
 }
 
 /// Exit code 1 with a count when some inputs failed.
-pub fn finish(summary: infer::Summary, total: usize) -> ExitCode {
+fn finish(summary: infer::Summary, total: usize) -> ExitCode {
     if summary.failed > 0 {
         eprintln!("atelier: {} of {total} inputs failed", summary.failed);
         ExitCode::from(exit::PARTIAL)

@@ -9,8 +9,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::parser::ValueSource;
@@ -262,13 +260,7 @@ pub fn run(args: Args, given: &Given) -> anyhow::Result<ExitCode> {
     };
 
     // From here on, a signal finishes the step, saves and stops; a second one exits at once.
-    let signal = Arc::new(AtomicUsize::new(0));
-    let signalled = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&signalled))?;
-        signal_hook::flag::register(sig, Arc::clone(&signalled))?;
-        signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
-    }
+    let signal = super::common::stop_on_signals()?;
 
     let bar = progress_bar(!args.quiet, Some(config.n_steps), STEPS);
     let say = |bar: &ProgressBar, line: String| {

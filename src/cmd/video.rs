@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use infer::{Naming, PipelineOptions, TileMode, VideoOptions};
 
-use super::common::{progress_bar, FRAMES};
+use super::common::{progress_bar, stop_on_signals, FRAMES};
 use super::exit::DuringWork;
-use super::stylize::{finish, run_jobs, NetArgs, DEFAULT_BATCH};
+use super::stylize::{finish_or_interrupted, run_jobs, NetArgs, DEFAULT_BATCH};
 
 /// Stylize a video (frames, rate, size, rotation and audio kept) or a folder of frames
 #[derive(clap::Args, Debug)]
@@ -109,6 +109,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         width >= min && height >= min,
         "{}: frames of {width}x{height} are too small for the network (at least {min}x{min})",
         args.input.display()
+    );
+    let max_pixels = args.net.max_pixels.get();
+    anyhow::ensure!(
+        u64::from(width) * u64::from(height) <= max_pixels,
+        "{}: frames of {width}x{height} are over the limit of {:.1} megapixels (--max-pixels; \
+         --max-size makes them smaller)",
+        args.input.display(),
+        max_pixels as f64 / 1e6
     );
     let segment = match args.segment {
         Some(spec) => Some(infer::video::plan_segment(
@@ -209,8 +217,10 @@ fn frames_folder(args: &Args, resize: infer::Resize) -> anyhow::Result<ExitCode>
         max_batch: args.net.batch.unwrap_or(DEFAULT_BATCH),
         threads: args.net.run.threads_or_all_cores(),
         memory_budget: None,
+        max_pixels: args.net.max_pixels.get(),
+        interrupt: Some(stop_on_signals()?),
         smooth: args.smooth,
     };
     let summary = run_jobs(&mut stylizers, &jobs, &options, args.json, args.quiet)?;
-    Ok(finish(summary, jobs.len()))
+    Ok(finish_or_interrupted(summary, jobs.len(), &options))
 }

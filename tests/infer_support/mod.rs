@@ -1,11 +1,12 @@
-//! Shared by the `stylize` and `video` end-to-end tests: the binary, random-weight models, and
-//! image helpers. Random weights are enough to check sizes, formats, naming and the pipeline.
+//! Shared by the end-to-end tests: the binary, random-weight models (style networks and the
+//! VGG loss network), ffmpeg, and image helpers. Random weights are enough to check sizes, formats, naming and the pipeline.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use models::vgg::{Vgg, VggKind};
 use models::{Model, ModelMeta, NetSpec};
 use tch::Device;
 
@@ -78,6 +79,30 @@ pub fn random_multistyle(dir: &Path) -> PathBuf {
     path
 }
 
+/// Random VGG-16 weights as torchvision names them, the loss network of training tests (real
+/// weights cannot be downloaded in tests; the losses and their gradients behave the same way).
+pub fn random_vgg16(dir: &Path) -> PathBuf {
+    tch::manual_seed(0);
+    let vgg = Vgg::random(VggKind::Vgg16, Device::Cpu);
+    let path = dir.join("vgg16.safetensors");
+    models::file::save_safetensors(&path, &vgg.named_tensors(), &Default::default()).unwrap();
+    path
+}
+
+/// Runs `ffmpeg -v error -nostdin -y ARGS` (making test clips), which must succeed.
+pub fn ffmpeg(args: &[&str]) {
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg is installed (scripts/setup.sh)");
+    assert!(
+        output.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 pub fn repo_photo(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("assets/photos")
@@ -117,20 +142,6 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     }
     files.sort();
     files
-}
-
-/// Runs `ffmpeg ARGS` (quiet, overwriting) and checks that it succeeded.
-pub fn ffmpeg(args: &[&str]) {
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is installed (scripts/setup.sh)");
-    assert!(
-        output.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// `film.mp4`: 2 s of 96x64 `testsrc2` at `rate` fps in x264 with a keyframe every 12 frames,

@@ -75,12 +75,17 @@ impl Checkpoint {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Like [`Checkpoint::load`], from a file's contents; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
         let bad = |reason: String| Error::NotACheckpoint {
             path: path.to_path_buf(),
             reason,
         };
-        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(models::file::safetensors_error(&e, bytes.len())))?;
         let header = metadata
             .metadata()
             .clone()
@@ -113,8 +118,9 @@ impl Checkpoint {
             .parse::<f64>()
             .map_err(|e| bad(format!("bad `loss_scale`: {e}")))?;
 
-        let mut tensors: HashMap<String, Tensor> =
-            models::file::read_safetensors(path)?.into_iter().collect();
+        let mut tensors: HashMap<String, Tensor> = models::file::parse_safetensors(path, bytes)?
+            .into_iter()
+            .collect();
         let spec = models::NetSpec::preset(&config.arch)?.with_styles(config.style_images.len());
         let mut take = |name: &str| {
             tensors

@@ -88,16 +88,26 @@ impl Imported {
 /// Reads another project's network, choosing the converter by the file's type (and, for ONNX,
 /// by its graph). Anything unknown is a one-line error saying what was expected.
 pub fn import(path: &Path) -> Result<Imported> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    import_bytes(&bytes, path)
+}
+
+/// Like [`import`], from a file's contents; `path` names the file type and the source in
+/// messages.
+pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Imported> {
     let extension = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
     match extension.as_str() {
         "pth" | "model" | "pt" => Ok(Imported::Transformer {
-            model: pth::import_pytorch_examples(path)?,
+            model: pth::pytorch_examples_from_bytes(bytes, path)?,
             quantized: Quantized::new(),
         }),
-        "onnx" => import_onnx(path),
+        "onnx" => import_onnx(bytes, path),
         _ => Err(Error::Convert {
             path: path.to_path_buf(),
             reason: "unknown input format (expected .pth, .model, .pt or .onnx)".into(),
@@ -105,8 +115,8 @@ pub fn import(path: &Path) -> Result<Imported> {
     }
 }
 
-fn import_onnx(path: &Path) -> Result<Imported> {
-    let model = qdq::read_model(path)?;
+fn import_onnx(bytes: &[u8], path: &Path) -> Result<Imported> {
+    let model = qdq::decode_model(bytes, path)?;
     let inputs = model
         .graph
         .as_ref()

@@ -248,7 +248,7 @@ fn tensor_from_proto(tensor: &proto::TensorProto) -> std::result::Result<Tensor,
     if tensor.data_type != Some(proto::FLOAT) {
         return Err(format!("data type {:?} is not float32", tensor.data_type));
     }
-    let numel: i64 = tensor.dims.iter().product();
+    let numel = super::qdq::element_count(&tensor.dims);
     let values: Vec<f32> = match &tensor.raw_data {
         Some(raw) if !raw.is_empty() => raw
             .chunks_exact(4)
@@ -256,7 +256,7 @@ fn tensor_from_proto(tensor: &proto::TensorProto) -> std::result::Result<Tensor,
             .collect(),
         _ => tensor.float_data.clone(),
     };
-    if values.len() as i64 != numel {
+    if numel != Some(values.len()) {
         return Err(format!(
             "{} values for shape {:?}",
             values.len(),
@@ -264,7 +264,8 @@ fn tensor_from_proto(tensor: &proto::TensorProto) -> std::result::Result<Tensor,
         ));
     }
     Ok(Tensor::from_slice(&values)
-        .view(tensor.dims.as_slice())
+        .f_view(tensor.dims.as_slice())
+        .map_err(|e| e.to_string())?
         .to_kind(Kind::Float))
 }
 
@@ -346,7 +347,25 @@ fn atelier_name(onnx_name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::atelier_name;
+    use super::{atelier_name, proto, tensor_from_proto};
+
+    #[test]
+    fn initializers_with_impossible_shapes_are_errors_not_panics() {
+        // negative dimensions whose product matched the 4 values: the view once panicked
+        let negative = proto::TensorProto {
+            dims: vec![-1, -4],
+            data_type: Some(proto::FLOAT),
+            float_data: vec![0.0; 4],
+            ..Default::default()
+        };
+        assert!(tensor_from_proto(&negative).is_err());
+        let overflowing = proto::TensorProto {
+            dims: vec![1 << 62, 4],
+            data_type: Some(proto::FLOAT),
+            ..Default::default()
+        };
+        assert!(tensor_from_proto(&overflowing).is_err());
+    }
 
     #[test]
     fn onnx_names_map_onto_pytorch_examples_names() {

@@ -27,7 +27,16 @@ const LEGACY_SUFFIXES: [&str; 3] = [".running_mean", ".running_var", ".num_batch
 /// format) into a `johnson` (or, by conv1's width, `johnson-half`) model on the CPU. The style is
 /// named after the file stem. Unknown, missing or misshaped tensors are errors.
 pub fn import_pytorch_examples(path: &Path) -> Result<Model> {
-    let named = read_torch_save(path)?;
+    model_from_state_dict(read_torch_save(path)?, path)
+}
+
+/// Like [`import_pytorch_examples`], from a file's contents; `path` names the style and the
+/// source in messages.
+pub fn pytorch_examples_from_bytes(bytes: &[u8], path: &Path) -> Result<Model> {
+    model_from_state_dict(parse_torch_save(bytes, path)?, path)
+}
+
+fn model_from_state_dict(named: Vec<(String, Tensor)>, path: &Path) -> Result<Model> {
     let named: Vec<(String, Tensor)> = named
         .into_iter()
         .filter(|(name, _)| !is_legacy_statistic(name))
@@ -95,5 +104,14 @@ pub fn read_torch_save(path: &Path) -> Result<Vec<(String, Tensor)>> {
         torch_zip::read_torch_zip(path)
     } else {
         torch_legacy::read_torch_legacy(path)
+    }
+}
+
+/// Like [`read_torch_save`], from a file's contents; `path` names it in errors.
+pub fn parse_torch_save(bytes: &[u8], path: &Path) -> Result<Vec<(String, Tensor)>> {
+    if torch_legacy::is_zip(bytes) {
+        torch_zip::parse_torch_zip(bytes, path)
+    } else {
+        torch_legacy::parse_torch_legacy(bytes, path)
     }
 }

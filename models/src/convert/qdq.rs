@@ -62,7 +62,12 @@ pub(crate) fn read_model(path: &Path) -> Result<proto::ModelProto> {
         path: path.to_path_buf(),
         source,
     })?;
-    proto::ModelProto::decode(bytes.as_slice()).map_err(|e| Error::Convert {
+    decode_model(&bytes, path)
+}
+
+/// A decoded ONNX model from a file's contents; `path` names it in errors.
+pub(crate) fn decode_model(bytes: &[u8], path: &Path) -> Result<proto::ModelProto> {
+    proto::ModelProto::decode(bytes).map_err(|e| Error::Convert {
         path: path.to_path_buf(),
         reason: format!("not an ONNX model: {e}"),
     })
@@ -247,7 +252,8 @@ impl QdqGraph {
         let Values::I8(q) = &data.values else {
             return None;
         };
-        let channels = *data.dims.first()?;
+        // a shape with a zero may declare any number of channels: there are no values to scale
+        let channels = *data.dims.first().filter(|_| !q.is_empty())?;
         let scale = self.constants.get(node.input.get(1)?)?;
         let Values::F32(scales) = &scale.values else {
             return None;
@@ -375,6 +381,13 @@ fn axis(node: &proto::NodeProto) -> i64 {
     int(node, "axis").unwrap_or(1)
 }
 
+/// The element count of an ONNX shape; `None` for a negative dimension or an overflow.
+pub(crate) fn element_count(dims: &[i64]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |count, &d| {
+        count.checked_mul(usize::try_from(d).ok()?)
+    })
+}
+
 fn constant_from_proto(tensor: &proto::TensorProto) -> std::result::Result<Constant, String> {
     if tensor.data_location == Some(proto::EXTERNAL) {
         return Err("external tensor data is not supported".into());
@@ -410,8 +423,7 @@ fn constant_from_proto(tensor: &proto::TensorProto) -> std::result::Result<Const
         (Some(proto::INT64), None) => Values::I64(tensor.int64_data.clone()),
         (other, _) => return Err(format!("data type {other:?} is not supported")),
     };
-    let numel: i64 = tensor.dims.iter().product();
-    if tensor.dims.iter().any(|&d| d < 0) || values.len() as i64 != numel {
+    if element_count(&tensor.dims) != Some(values.len()) {
         return Err(format!(
             "{} values for shape {:?}",
             values.len(),
@@ -422,4 +434,52 @@ fn constant_from_proto(tensor: &proto::TensorProto) -> std::result::Result<Const
         dims: tensor.dims.clone(),
         values,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn initializer(name: &str, data_type: i32, dims: Vec<i64>) -> proto::TensorProto {
+        proto::TensorProto {
+            name: Some(name.into()),
+            data_type: Some(data_type),
+            dims,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn shapes_that_overflow_or_are_negative_are_refused() {
+        // 2^62 · 4 wrapped to 0 elements, which the empty data matched: a view of 2^64
+        // elements then panicked
+        let error = constant_from_proto(&initializer("w", proto::FLOAT, vec![1 << 62, 4]));
+        assert!(error.unwrap_err().contains("values for shape"));
+        let mut negative = initializer("w", proto::FLOAT, vec![-1, -4]);
+        negative.float_data = vec![0.0; 4];
+        assert!(constant_from_proto(&negative).is_err());
+        assert_eq!(element_count(&[2, 3, 0]), Some(0));
+        assert_eq!(element_count(&[]), Some(1));
+        assert_eq!(element_count(&[i64::MAX, 3]), None);
+    }
+
+    #[test]
+    fn an_empty_int8_weight_declaring_many_channels_allocates_nothing() {
+        // [2^40, 0] holds no values; its int8 form once filled 2^40 scales (a 4 TiB allocation)
+        let mut scale = initializer("scale", proto::FLOAT, vec![1]);
+        scale.float_data = vec![0.5];
+        let graph = proto::GraphProto {
+            initializer: vec![initializer("w", proto::INT8, vec![1 << 40, 0]), scale],
+            node: vec![proto::NodeProto {
+                input: vec!["w".into(), "scale".into()],
+                output: vec!["w_float".into()],
+                op_type: Some("DequantizeLinear".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let graph = QdqGraph::new(graph).unwrap();
+        assert!(graph.int8_weight("w_float").is_none());
+        assert_eq!(graph.constant("w_float").unwrap().size(), [1 << 40, 0]);
+    }
 }

@@ -28,6 +28,11 @@ use super::pickle::Fallible;
 use super::state_dict::{storage_tensor, PickledStateDict};
 use crate::error::{Error, Result};
 
+/// The most bytes one entry may hold once inflated.
+const MAX_ENTRY_BYTES: u64 = 1 << 30;
+/// Deflate's largest expansion: 258 bytes from 2 bits.
+const MAX_DEFLATE_RATIO: u64 = 1032;
+
 /// Every tensor of the state dict in the zip-format `torch.save` file at `path`, in its order.
 pub fn read_torch_zip(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let file = File::open(path).map_err(|source| Error::Read {
@@ -139,12 +144,32 @@ fn read_entry<R: Read + Seek>(
         Err(e) => return Err(format!("cannot read `{name}`: {e}")),
     };
     let size = entry.size();
-    // a damaged directory may claim any size: reserve no more than the archive holds
-    let capacity = usize::try_from(size.min(archive_len)).unwrap_or(0);
-    let mut bytes = Vec::with_capacity(capacity);
+    // A damaged or hostile directory may claim any size: no entry is larger than deflate can
+    // expand its compressed bytes to, nor than MAX_ENTRY_BYTES (a style network is a few MB).
+    let possible = entry
+        .compressed_size()
+        .min(archive_len)
+        .saturating_mul(MAX_DEFLATE_RATIO)
+        .min(MAX_ENTRY_BYTES);
+    if size > possible {
+        return Err(format!(
+            "`{name}` declares {size} bytes, more than its {} compressed bytes can hold or over \
+             the limit of {MAX_ENTRY_BYTES} bytes",
+            entry.compressed_size()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    // one byte more than declared: reading to the entry's end checks its CRC-32
     entry
+        .by_ref()
+        .take(size + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read `{name}` (truncated or damaged?): {e}"))?;
+    if bytes.len() as u64 > size {
+        return Err(format!(
+            "`{name}` holds more than the {size} bytes it declares"
+        ));
+    }
     if bytes.len() as u64 != size {
         return Err(format!(
             "`{name}` is truncated: {} of its {size} bytes",
@@ -152,4 +177,37 @@ fn read_entry<R: Read + Seek>(
         ));
     }
     Ok(Some(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A stored archive holding `archive/data.pkl`, whose central directory then claims
+    /// `claimed` bytes for it.
+    fn archive_claiming(claimed: u32) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut writer = zip::ZipWriter::new(Cursor::new(&mut bytes));
+        let stored =
+            zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        writer.start_file("archive/data.pkl", stored).unwrap();
+        writer.write_all(b"\x80\x02}q\x00.").unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        let directory = bytes.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        bytes[directory + 24..directory + 28].copy_from_slice(&claimed.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn entries_claiming_more_than_their_bytes_can_hold_are_refused_before_reading() {
+        // 4 GB claimed for 6 stored bytes: once reserved up to the archive's size, and read
+        // with no bound on what a deflated entry expands to
+        let error = parse(Cursor::new(archive_claiming(0xffff_fff0))).unwrap_err();
+        assert!(error.contains("declares 4294967280 bytes"), "{error}");
+        // the honest archive reads to its (empty) state dict
+        let honest = parse(Cursor::new(archive_claiming(6))).unwrap();
+        assert!(honest.is_empty());
+    }
 }
