@@ -27,7 +27,7 @@ pub use jobs::{Job, Naming, Source, Target};
 pub use pipeline::{Outcome, PipelineOptions, Record, Summary};
 pub use shard::{Shard, ShardSpec};
 pub use style_source::{StylePicture, StyleSource};
-pub use stylizer::{Finish, PhotoStyle, StyleMix, Stylizer};
+pub use stylizer::{interpolate_style_vector, Finish, PhotoStyle, StyleMix, Stylizer};
 pub use tiling::TileMode;
 pub use video::{VideoInfo, VideoOptions, VideoReport};
 

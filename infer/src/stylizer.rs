@@ -138,6 +138,37 @@ impl Default for Finish {
     }
 }
 
+impl Finish {
+    /// Colour preservation, then strength as a linear blend with `original`, on `[3, H, W]`
+    /// or `[B, 3, H, W]` RGB in [0, 255] (the network's output and the photo it came from).
+    pub fn apply(&self, original: &Tensor, stylized: Tensor) -> Tensor {
+        let mut out = stylized;
+        if self.preserve_color {
+            // YCbCr with the original's Cb and Cr: changing only Y moves R, G and B equally.
+            out = original + (luminance(&out) - luminance(original));
+        }
+        if self.strength < 1.0 {
+            out = original * (1.0 - self.strength) + out * self.strength;
+        }
+        out
+    }
+
+    /// What is left to apply to a network conditioned on a style vector whose strength acted
+    /// on the vector already (`interpolate_style_vector`): colour preservation only.
+    pub fn after_style_vector(self) -> Self {
+        Self {
+            strength: 1.0,
+            ..self
+        }
+    }
+}
+
+/// Magenta's interpolation of a style vector towards a photo's own (the predictor's vector of
+/// the photo): `strength·style + (1 − strength)·photo`, how a style vector's strength acts.
+pub fn interpolate_style_vector(style: &Tensor, photo: &Tensor, strength: f64) -> Tensor {
+    style * strength + photo * (1.0 - strength)
+}
+
 /// A model ready to stylize: on its device, in its precision, with γ/β for the chosen style.
 pub struct Stylizer {
     model: Model,
@@ -161,9 +192,9 @@ struct VectorStyle {
     vector: Tensor,
     /// γ/β at `vector`: what every photo gets at strength 1.
     params: StyleParams,
-    /// Kept below strength 1, where each photo's own vector is mixed in (Magenta's
-    /// interpolation `v = s·v_style + (1 − s)·v_photo`).
-    predictor: Option<StylePredictor>,
+    /// Gives each photo its own vector below strength 1 (Magenta's interpolation
+    /// `v = s·v_style + (1 − s)·v_photo`), and new style pictures their vectors.
+    predictor: StylePredictor,
 }
 
 /// The γ/β one photo is stylized with (`Stylizer::photo_style`).
@@ -239,7 +270,6 @@ impl Stylizer {
         }
         let vector = vector.to_device(Device::Cpu).to_kind(Kind::Float);
         let params = tch::no_grad(|| model.net.vector_style_params(&vector))?;
-        let predictor = (finish.strength < 1.0).then_some(predictor);
         Ok(Self {
             model,
             style: Conditioning::Vector(VectorStyle {
@@ -288,6 +318,15 @@ impl Stylizer {
         }
     }
 
+    /// The style predictor of a network conditioned on a style vector: what turns a new
+    /// style picture into a vector for `set_style_vector` (e.g. a server's uploads).
+    pub fn style_predictor(&self) -> Option<&StylePredictor> {
+        match &self.style {
+            Conditioning::Vector(style) => Some(&style.predictor),
+            Conditioning::Rows(_) => None,
+        }
+    }
+
     /// Switches to another style mix of the same model (contact sheets run every style).
     pub fn set_mix(&mut self, mix: StyleMix) -> Result<()> {
         let params = tch::no_grad(|| self.model.net.style_params(&mix.weights))?;
@@ -313,7 +352,7 @@ impl Stylizer {
     /// Whether each photo gets γ/β of its own (a style vector below strength 1), so photos
     /// cannot share a network call.
     pub fn per_photo_style(&self) -> bool {
-        matches!(&self.style, Conditioning::Vector(style) if style.predictor.is_some())
+        matches!(&self.style, Conditioning::Vector(_)) && self.finish.strength < 1.0
     }
 
     /// The γ/β `photo` (`[3, H, W]` or `[1, 3, H, W]`, RGB in [0, 255]: the whole photo, not a
@@ -324,9 +363,9 @@ impl Stylizer {
             Conditioning::Rows(params) => return Ok(PhotoStyle(PhotoParams::Shared(params))),
             Conditioning::Vector(style) => style,
         };
-        let Some(predictor) = &style.predictor else {
+        if !self.per_photo_style() {
             return Ok(PhotoStyle(PhotoParams::Shared(&style.params)));
-        };
+        }
         let photo = match photo.size().as_slice() {
             [3, _, _] => photo.shallow_clone(),
             [1, 3, _, _] => photo.squeeze_dim(0),
@@ -339,9 +378,11 @@ impl Stylizer {
         // The predictor sees 8-bit pictures (as when it reads a style picture).
         let picture = image::DynamicImage::ImageRgb8(models::pixels::tensor_to_image(&photo)?);
         let _guard = tch::no_grad_guard();
-        let own = predictor.style_vector(&picture)?.to_device(Device::Cpu);
-        let strength = self.finish.strength;
-        let vector = &style.vector * strength + own * (1.0 - strength);
+        let own = style
+            .predictor
+            .style_vector(&picture)?
+            .to_device(Device::Cpu);
+        let vector = interpolate_style_vector(&style.vector, &own, self.finish.strength);
         Ok(PhotoStyle(PhotoParams::Own(
             self.model.net.vector_style_params(&vector)?,
         )))
@@ -393,26 +434,20 @@ impl Stylizer {
     }
 
     fn apply_finish(&self, original: &Tensor, stylized: Tensor) -> Tensor {
-        let mut out = stylized;
-        if self.finish.preserve_color {
-            // YCbCr with the original's Cb and Cr: changing only Y moves R, G and B equally.
-            out = original + (luminance(&out) - luminance(original));
+        match self.style {
+            Conditioning::Rows(_) => self.finish.apply(original, stylized),
+            Conditioning::Vector(_) => self.finish.after_style_vector().apply(original, stylized),
         }
-        // A style vector's strength acted on the vector already (`photo_style`).
-        let blend = matches!(self.style, Conditioning::Rows(_));
-        if blend && self.finish.strength < 1.0 {
-            out = original * (1.0 - self.finish.strength) + out * self.finish.strength;
-        }
-        out
     }
 }
 
-/// ITU-R BT.601 luma of `[B, 3, H, W]`, shaped `[B, 1, H, W]`.
+/// ITU-R BT.601 luma of `[3, H, W]` or `[B, 3, H, W]`, with a channel dimension of 1.
 fn luminance(rgb: &Tensor) -> Tensor {
     let coefficients = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
         .to_device(rgb.device())
-        .view([1, 3, 1, 1]);
-    (rgb * coefficients).sum_dim_intlist(&[1i64][..], true, Kind::Float)
+        .view([3, 1, 1]);
+    let channels = rgb.dim() as i64 - 3;
+    (rgb * coefficients).sum_dim_intlist(&[channels][..], true, Kind::Float)
 }
 
 #[cfg(test)]
@@ -475,5 +510,15 @@ mod tests {
         // Chroma (channel differences) comes from the original.
         let diff = mixed.get(0).get(0) - mixed.get(0).get(1);
         assert!(f64::try_from((diff - 150.0).abs().max()).unwrap() < 1e-3);
+
+        // One `[3, H, W]` image is finished as a batch of one is.
+        let finish = Finish {
+            strength: 0.3,
+            preserve_color: true,
+        };
+        let batch = finish.apply(&color, gray.shallow_clone());
+        let single = finish.apply(&color.get(0), gray.get(0));
+        assert_eq!(single.size(), [3, 4, 4]);
+        assert!(f64::try_from((batch.get(0) - single).abs().max()).unwrap() < 1e-4);
     }
 }

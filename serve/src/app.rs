@@ -21,7 +21,7 @@ use crate::catalogue::{Catalogue, Selection};
 use crate::codec::{self, StylizeParams};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::worker::{Incoming, Job, Queue};
+use crate::worker::{Incoming, Job, JobStyle, Queue, StylePicture, PICTURE_LABEL};
 use crate::{Config, Limits};
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
@@ -45,11 +45,19 @@ pub struct AppState {
     limits: Limits,
     timeout: std::time::Duration,
     device: String,
+    /// The side style pictures are prepared at for the predictor.
+    style_picture_side: u32,
     thumbnails: Vec<OnceCell<Vec<u8>>>,
 }
 
 impl AppState {
-    pub fn new(config: Config, catalogue: Catalogue, queue: Queue, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: Config,
+        catalogue: Catalogue,
+        queue: Queue,
+        style_picture_side: u32,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let thumbnails = catalogue.entries.iter().map(|_| OnceCell::new()).collect();
         Self {
             catalogue,
@@ -62,6 +70,7 @@ impl AppState {
             limits: config.limits,
             timeout: config.timeout,
             device: format!("{:?}", config.device).to_lowercase(),
+            style_picture_side,
             thumbnails,
         }
     }
@@ -214,8 +223,9 @@ async fn styles(State(state): Shared) -> Response {
     let body = serde_json::json!({
         "styles": styles,
         "default": catalogue.entries[catalogue.default_entry].id,
-        // Arbitrary styles from an uploaded picture need the style-predictor network.
-        "style_images": false,
+        // A painting as the style: the multipart part `style_image`, run by the built-in
+        // arbitrary-style network.
+        "style_images": true,
         "limits": {
             "max_body_bytes": limits.max_body,
             "max_pixels": limits.max_pixels,
@@ -254,8 +264,9 @@ async fn thumbnail_bytes(state: &Arc<AppState>, index: usize) -> Result<&Vec<u8>
             // per style, and the queue has room for them beside the admitted requests.
             let image =
                 on_codec_thread(state, || codec::decode(SAMPLE_PHOTO, THUMBNAIL_SIZE)).await?;
+            let style = JobStyle::Mix(selection);
             let (stylized, _) =
-                run_network(state, None, selection, image, Finish::default(), None).await?;
+                run_network(state, None, style, image, Finish::default(), None).await?;
             on_codec_thread(state, move || {
                 codec::encode(&stylized, OutputFormat::Jpeg, 85)
             })
@@ -305,14 +316,14 @@ async fn on_codec_thread<T: Send + 'static>(
 async fn run_network(
     state: &Arc<AppState>,
     permit: Option<OwnedSemaphorePermit>,
-    selection: Selection,
+    style: JobStyle,
     image: Tensor,
     finish: Finish,
     incoming: Option<Incoming>,
 ) -> Result<(Tensor, usize)> {
     let (reply, answer) = oneshot::channel();
     state.queue.push(Job {
-        selection,
+        style,
         image,
         finish,
         reply,
@@ -328,8 +339,19 @@ async fn run_network(
 /// What a stylize request carried.
 struct Upload {
     image: Vec<u8>,
+    /// A painting to take the style from (the multipart part `style_image`).
+    style_image: Option<Vec<u8>>,
     params: StylizeParams,
 }
+
+/// A request's style: styles of a loaded network, or a painting's bytes.
+enum StyleChoice {
+    Mix(Selection),
+    Picture(Vec<u8>),
+}
+
+/// How the style picture's errors name it.
+const STYLE_PICTURE: &str = "the style picture (`style_image`)";
 
 async fn stylize(State(state): Shared, request: Request) -> Result<Response> {
     let params = read_head(&state, &request)?;
@@ -341,7 +363,19 @@ async fn stylize(State(state): Shared, request: Request) -> Result<Response> {
         let limits = &state.limits;
         let input_format = codec::check_header(&upload.image, limits.max_pixels)?;
         let params = upload.params;
-        let selection = state.catalogue.select(params.style.as_deref())?;
+        let choice = match upload.style_image {
+            Some(picture) => {
+                if params.style.is_some() {
+                    return Err(Error::BadRequest(
+                        "`style` and `style_image` both choose the style; send one of them".into(),
+                    ));
+                }
+                codec::check_header(&picture, limits.max_pixels)
+                    .map_err(|e| e.about(STYLE_PICTURE))?;
+                StyleChoice::Picture(picture)
+            }
+            None => StyleChoice::Mix(state.catalogue.select(params.style.as_deref())?),
+        };
         let max_size = params
             .max_size
             .unwrap_or(limits.default_size.min(limits.max_side));
@@ -352,19 +386,29 @@ async fn stylize(State(state): Shared, request: Request) -> Result<Response> {
             strength: params.strength,
             preserve_color: params.preserve_color,
         };
-        let label = selection.label.clone();
+        let label = match &choice {
+            StyleChoice::Mix(selection) => selection.label.clone(),
+            StyleChoice::Picture(_) => PICTURE_LABEL.to_string(),
+        };
         let bytes = upload.image;
+        let side = state.style_picture_side;
         let incoming = state.queue.incoming();
-        let image = on_codec_thread(&state, move || codec::decode(&bytes, max_size)).await?;
-        let (stylized, batch) = run_network(
-            &state,
-            Some(permit),
-            selection,
-            image,
-            finish,
-            Some(incoming),
-        )
+        let (image, style) = on_codec_thread(&state, move || {
+            let photo = codec::decode_fitted(&bytes, max_size)?;
+            let style = match choice {
+                StyleChoice::Mix(selection) => JobStyle::Mix(selection),
+                StyleChoice::Picture(picture) => {
+                    let picture =
+                        codec::decode_image(&picture).map_err(|e| e.about(STYLE_PICTURE))?;
+                    let prepared = StylePicture::prepare(&picture, &photo, finish.strength, side);
+                    JobStyle::Picture(prepared)
+                }
+            };
+            Ok((models::pixels::image_to_tensor(&photo), style))
+        })
         .await?;
+        let (stylized, batch) =
+            run_network(&state, Some(permit), style, image, finish, Some(incoming)).await?;
         let quality = params.quality;
         let encoded =
             on_codec_thread(&state, move || codec::encode(&stylized, format, quality)).await?;
@@ -438,6 +482,7 @@ async fn read_upload(
             .map_err(|_| too_large(limits))?;
         return Ok(Upload {
             image: image.to_vec(),
+            style_image: None,
             params,
         });
     }
@@ -445,6 +490,7 @@ async fn read_upload(
         .await
         .map_err(|e| Error::BadRequest(format!("cannot read the multipart body: {e}")))?;
     let mut image = None;
+    let mut style_image = None;
     let mut parts = 0;
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         parts += 1;
@@ -463,11 +509,18 @@ async fn read_upload(
                 image = Some(field.bytes().await.map_err(multipart_error)?.to_vec());
             }
             "style_image" => {
-                return Err(Error::NotImplemented(
-                    "this server has no arbitrary-style network, so it cannot take a style \
-                     picture; pick one of GET /v1/styles"
-                        .into(),
-                ))
+                if style_image.is_some() {
+                    return Err(Error::BadRequest(
+                        "the form has two `style_image` parts".into(),
+                    ));
+                }
+                let bytes = field.bytes().await.map_err(multipart_error)?;
+                if bytes.is_empty() {
+                    return Err(Error::BadRequest(
+                        "the `style_image` part is empty: send a painting's image file".into(),
+                    ));
+                }
+                style_image = Some(bytes.to_vec());
             }
             _ => {
                 let value = field.text().await.map_err(multipart_error)?;
@@ -477,7 +530,11 @@ async fn read_upload(
     }
     let image = image
         .ok_or_else(|| Error::BadRequest("the form has no `image` part with the photo".into()))?;
-    Ok(Upload { image, params })
+    Ok(Upload {
+        image,
+        style_image,
+        params,
+    })
 }
 
 fn too_large(limits: &Limits) -> Error {

@@ -4,7 +4,7 @@
 
 use std::io::Cursor;
 
-use image::{ImageFormat, ImageReader};
+use image::{DynamicImage, ImageFormat, ImageReader};
 use infer::{OutputFormat, Resize};
 use tch::Tensor;
 
@@ -26,7 +26,7 @@ pub fn check_header(bytes: &[u8], max_pixels: u64) -> Result<ImageFormat> {
     reader.no_limits();
     let Some(format) = reader.format() else {
         return Err(Error::UnsupportedMedia(
-            "the body is not an image in a format this server reads (png, jpeg, webp, bmp, tiff)"
+            "the file is not an image in a format this server reads (png, jpeg, webp, bmp, tiff)"
                 .into(),
         ));
     };
@@ -49,16 +49,27 @@ pub fn check_header(bytes: &[u8], max_pixels: u64) -> Result<ImageFormat> {
     Ok(format)
 }
 
-/// Decodes (EXIF orientation applied), caps the longer side at `max_size` and converts to a
-/// `[3, H, W]` host tensor in the pixel convention.
-pub fn decode(bytes: &[u8], max_size: u32) -> Result<Tensor> {
-    let image = models::pixels::decode(bytes)
-        .map_err(|e| Error::BadRequest(format!("cannot decode the image: {e}")))?;
+/// Decodes (EXIF orientation applied).
+pub fn decode_image(bytes: &[u8]) -> Result<DynamicImage> {
+    models::pixels::decode(bytes)
+        .map_err(|e| Error::BadRequest(format!("cannot decode the image: {e}")))
+}
+
+/// Decodes and caps the longer side at `max_size`.
+pub fn decode_fitted(bytes: &[u8], max_size: u32) -> Result<DynamicImage> {
     let resize = Resize {
         scale: None,
         max_size: Some(max_size),
     };
-    Ok(models::pixels::image_to_tensor(&resize.apply(image)))
+    Ok(resize.apply(decode_image(bytes)?))
+}
+
+/// Decodes, caps the longer side at `max_size` and converts to a `[3, H, W]` host tensor in
+/// the pixel convention.
+pub fn decode(bytes: &[u8], max_size: u32) -> Result<Tensor> {
+    Ok(models::pixels::image_to_tensor(&decode_fitted(
+        bytes, max_size,
+    )?))
 }
 
 /// Encodes a `[3, H, W]` host tensor.

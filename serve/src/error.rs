@@ -42,9 +42,6 @@ pub enum Error {
     /// The queue is full, or the request waited past the timeout (503, with `Retry-After`).
     #[error("{0}")]
     Busy(String),
-    /// A feature whose model is not loaded (501).
-    #[error("{0}")]
-    NotImplemented(String),
     /// The network worker stopped (500).
     #[error("{0}")]
     Internal(String),
@@ -56,6 +53,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 impl Error {
+    /// The same failure, its message naming the part of the request it is about.
+    pub fn about(self, what: &str) -> Self {
+        match self {
+            Error::BadRequest(m) => Error::BadRequest(format!("{what}: {m}")),
+            Error::TooLarge(m) => Error::TooLarge(format!("{what}: {m}")),
+            Error::UnsupportedMedia(m) => Error::UnsupportedMedia(format!("{what}: {m}")),
+            other => other,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -64,7 +71,6 @@ impl Error {
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             // A style selection or size the network refuses is the request's fault.
             Error::Infer(infer::Error::Style(_) | infer::Error::Invalid(_)) => {
                 StatusCode::BAD_REQUEST

@@ -137,6 +137,7 @@ impl Server {
         let capacity = config.queue + THUMBNAIL_ROOM;
         let worker::Started {
             models,
+            style_picture_side,
             warnings,
             queue,
             thread: worker,
@@ -158,7 +159,13 @@ impl Server {
             addr: config.bind.clone(),
             source,
         })?;
-        let state = Arc::new(app::AppState::new(config, catalogue, queue, metrics));
+        let state = Arc::new(app::AppState::new(
+            config,
+            catalogue,
+            queue,
+            style_picture_side,
+            metrics,
+        ));
         Ok(Self {
             runtime,
             listener,

@@ -1,6 +1,8 @@
 //! The network worker: one thread per device that owns the loaded networks and runs every
 //! network call, fed by a bounded queue. Requests for the same network, style and image size
-//! that arrive within a short window go through one call (dynamic batching).
+//! that arrive within a short window go through one call (dynamic batching). A style picture
+//! goes through the style predictor when its job is taken from the queue, and its vector joins
+//! the batch key of the arbitrary-style network.
 //!
 //! The worker is a plain thread, not a tokio task: ATen ops start an OpenMP team on whichever
 //! thread runs them, and several such threads oversubscribe the cores (ARCHITECTURE.md, "Threads
@@ -14,6 +16,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use image::DynamicImage;
+use infer::style_source::ArbitraryNetworks;
 use infer::{Finish, StyleMix, Stylizer};
 use models::Precision;
 use tch::{Device, Kind, Tensor};
@@ -29,21 +33,60 @@ pub type Reply = std::result::Result<(Tensor, usize), String>;
 
 /// One image to stylize.
 pub struct Job {
-    pub selection: Selection,
+    pub style: JobStyle,
     /// `[3, H, W]` RGB in [0, 255], on the host.
     pub image: Tensor,
-    /// Strength and colour preservation, applied per image after the network.
+    /// Strength and colour preservation, applied per image after the network (with a style
+    /// picture, strength moves its vector towards the photo's own instead).
     pub finish: Finish,
     pub reply: oneshot::Sender<Reply>,
 }
 
-impl Job {
-    /// Jobs with equal keys can share a network call. A style-vector source (arbitrary styles)
-    /// would add its vector here and stack them into the call's `[B, 100]` input.
-    fn batch_key(&self) -> (usize, Vec<u64>, Vec<i64>) {
-        let weights = self.selection.weights.iter().map(|w| w.to_bits()).collect();
-        (self.selection.model, weights, self.image.size())
+/// Where a job's style comes from.
+pub enum JobStyle {
+    /// Styles of one loaded network (`Selection::model`), mixed by weight.
+    Mix(Selection),
+    /// The arbitrary-style network, conditioned on a style picture's vector.
+    Picture(StylePicture),
+}
+
+/// A style picture, and below strength 1 the photo, as the style predictor sees them
+/// (`models::predictor::prepare_style_image`): `[1, 3, S, S]` host tensors.
+pub struct StylePicture {
+    picture: Tensor,
+    photo: Option<Tensor>,
+}
+
+impl StylePicture {
+    /// Prepares `picture` and, below `strength` 1, `photo` (decoded and resized as it is
+    /// stylized) at the predictor's input `side`. Plain Rust image work, for a codec thread.
+    pub fn prepare(picture: &DynamicImage, photo: &DynamicImage, strength: f64, side: u32) -> Self {
+        let prepare = |image| models::predictor::prepare_style_image(image, side);
+        Self {
+            picture: prepare(picture),
+            photo: (strength < 1.0).then(|| prepare(photo)),
+        }
     }
+}
+
+/// The network a job runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Network {
+    /// `Selection::model`: the built-in network or a model file.
+    Model(usize),
+    Arbitrary,
+}
+
+/// Jobs with equal keys share a network call: the network, the bits of its style weights or
+/// style vector, and the image's size.
+type BatchKey = (Network, Vec<u64>, Vec<i64>);
+
+/// A job taken from the queue, its style resolved (a style picture's vector computed).
+struct Taken {
+    job: Job,
+    /// The style vector of a style picture, `[D]` f32 on the host.
+    vector: Option<Tensor>,
+    key: BatchKey,
 }
 
 /// How the worker runs.
@@ -109,6 +152,8 @@ impl Queue {
 pub struct Started {
     /// The networks, built-in first, in the order `Selection::model` counts them.
     pub models: Vec<ModelInfo>,
+    /// The side of the square a style picture is prepared at (`StylePicture::prepare`).
+    pub style_picture_side: u32,
     /// One message per model file that was skipped.
     pub warnings: Vec<String>,
     pub queue: Queue,
@@ -133,10 +178,11 @@ pub fn start(
         .spawn(move || {
             tch::set_num_threads(config.threads as i32);
             let loaded = load(&config, &model_files);
-            let stylizers = match loaded {
-                Ok((stylizers, infos, warnings)) => {
-                    let _ = loaded_tx.send(Ok((infos, warnings)));
-                    stylizers
+            let (stylizers, arbitrary) = match loaded {
+                Ok(loaded) => {
+                    let side = loaded.style_picture_side;
+                    let _ = loaded_tx.send(Ok((loaded.infos, loaded.warnings, side)));
+                    (loaded.stylizers, loaded.arbitrary)
                 }
                 Err(err) => {
                     let _ = loaded_tx.send(Err(err));
@@ -146,6 +192,7 @@ pub fn start(
             let mut worker = Worker {
                 config,
                 stylizers,
+                arbitrary,
                 receiver,
                 pending: VecDeque::new(),
                 depth: worker_depth,
@@ -155,11 +202,12 @@ pub fn start(
             worker.run();
         })
         .map_err(|e| Error::Runtime(format!("cannot start the network thread: {e}")))?;
-    let (infos, warnings) = loaded_rx
+    let (infos, warnings, style_picture_side) = loaded_rx
         .recv()
         .map_err(|_| Error::Runtime("the network thread stopped while loading".into()))??;
     Ok(Started {
         models: infos,
+        style_picture_side,
         warnings,
         queue: Queue {
             sender,
@@ -170,10 +218,20 @@ pub fn start(
     })
 }
 
-type Loaded = (Vec<Stylizer>, Vec<ModelInfo>, Vec<String>);
+/// The worker's networks.
+struct Loaded {
+    stylizers: Vec<Stylizer>,
+    /// The arbitrary-style transformer with its style predictor.
+    arbitrary: Stylizer,
+    /// The predictor's input side.
+    style_picture_side: u32,
+    infos: Vec<ModelInfo>,
+    warnings: Vec<String>,
+}
 
 /// The built-in network first, then each model file; a file that is not a model is skipped
-/// with a warning rather than keeping the others from being served.
+/// with a warning rather than keeping the others from being served. Then the arbitrary-style
+/// pair, for style pictures.
 fn load(config: &WorkerConfig, files: &[std::path::PathBuf]) -> Result<Loaded> {
     let builtin = infer::builtin::load(config.device)?;
     let mut stylizers = vec![];
@@ -209,15 +267,39 @@ fn load(config: &WorkerConfig, files: &[std::path::PathBuf]) -> Result<Loaded> {
             Err(err) => warnings.push(format!("{err}; skipped")),
         }
     }
-    Ok((stylizers, infos, warnings))
+    let networks = ArbitraryNetworks::load(config.device)?;
+    let style_picture_side = u32::try_from(networks.predictor.spec().input_size)
+        .map_err(|_| Error::Internal("the style predictor's input size is out of range".into()))?;
+    // A placeholder vector until the first style picture sets one.
+    let vector = Tensor::zeros([networks.vector_dim()? as i64], (Kind::Float, Device::Cpu));
+    let arbitrary = Stylizer::with_style_vector(
+        networks.transformer,
+        networks.predictor,
+        config.device,
+        config.precision,
+        &vector,
+        PICTURE_LABEL,
+        Finish::default(),
+    )?;
+    Ok(Loaded {
+        stylizers,
+        arbitrary,
+        style_picture_side,
+        infos,
+        warnings,
+    })
 }
+
+/// How answers name a style picture's style.
+pub const PICTURE_LABEL: &str = "picture";
 
 struct Worker {
     config: WorkerConfig,
     stylizers: Vec<Stylizer>,
+    arbitrary: Stylizer,
     receiver: Receiver<Job>,
     /// Jobs taken from the queue while gathering a batch of another kind; they go first next.
-    pending: VecDeque<Job>,
+    pending: VecDeque<Taken>,
     depth: Arc<AtomicUsize>,
     incoming: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
@@ -230,31 +312,83 @@ impl Worker {
         }
     }
 
-    fn take(&mut self, job: Job) -> Job {
+    /// Takes `job` off the queue's count and resolves its style: a style picture goes through
+    /// the predictor here. `None` when it needs no network call (its client left, or the
+    /// predictor failed and it was answered).
+    fn take(&mut self, job: Job) -> Option<Taken> {
         self.depth.fetch_sub(1, Ordering::SeqCst);
-        job
+        if job.reply.is_closed() {
+            return None;
+        }
+        let size = job.image.size();
+        let (vector, key) = match &job.style {
+            JobStyle::Mix(selection) => {
+                let weights = selection.weights.iter().map(|w| w.to_bits()).collect();
+                (None, (Network::Model(selection.model), weights, size))
+            }
+            JobStyle::Picture(picture) => match self.picture_vector(picture, job.finish.strength) {
+                Ok((vector, bits)) => (Some(vector), (Network::Arbitrary, bits, size)),
+                Err(err) => {
+                    let _ = job.reply.send(Err(err.to_string()));
+                    return None;
+                }
+            },
+        };
+        Some(Taken { job, vector, key })
+    }
+
+    /// The vector a style picture conditions the arbitrary network with: the predictor's, or
+    /// below strength 1 interpolated towards the photo's own (as `atelier stylize
+    /// --style-image` does), with the bits of its values for the batch key. Both pictures go
+    /// through one predictor call.
+    fn picture_vector(&self, picture: &StylePicture, strength: f64) -> Result<(Tensor, Vec<u64>)> {
+        let predictor = self
+            .arbitrary
+            .style_predictor()
+            .ok_or_else(|| Error::Internal("the arbitrary network has no predictor".into()))?;
+        let mut inputs = vec![&picture.picture];
+        inputs.extend(&picture.photo);
+        let _guard = tch::no_grad_guard();
+        let batch = Tensor::f_cat(&inputs, 0)?.to_device(self.config.device);
+        let vectors = predictor
+            .net
+            .forward(&batch)?
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float);
+        let style = vectors.get(0);
+        let vector = match picture.photo {
+            Some(_) => infer::interpolate_style_vector(&style, &vectors.get(1), strength),
+            None => style,
+        };
+        let bits = Vec::<f32>::try_from(&vector)?
+            .iter()
+            .map(|v| u64::from(v.to_bits()))
+            .collect();
+        Ok((vector, bits))
     }
 
     /// Waits for a job, then gathers the jobs of its kind that are pending, queued, or arrive
     /// within the window while other admitted requests are still decoding (with none on its
     /// way, waiting would only add latency), up to `max_batch`. `None` once the queue is
     /// closed and empty.
-    fn next_batch(&mut self) -> Option<Vec<Job>> {
-        let first = match self.pending.pop_front() {
-            Some(job) => job,
-            None => {
-                let job = self.receiver.recv().ok()?;
-                self.take(job)
+    fn next_batch(&mut self) -> Option<Vec<Taken>> {
+        let first = loop {
+            if let Some(taken) = self.pending.pop_front() {
+                break taken;
+            }
+            let job = self.receiver.recv().ok()?;
+            if let Some(taken) = self.take(job) {
+                break taken;
             }
         };
-        let key = first.batch_key();
+        let key = first.key.clone();
         let mut batch = vec![first];
         let mut kept = VecDeque::new();
-        while let Some(job) = self.pending.pop_front() {
-            if batch.len() < self.config.max_batch && job.batch_key() == key {
-                batch.push(job);
+        while let Some(taken) = self.pending.pop_front() {
+            if batch.len() < self.config.max_batch && taken.key == key {
+                batch.push(taken);
             } else {
-                kept.push_back(job);
+                kept.push_back(taken);
             }
         }
         self.pending = kept;
@@ -276,19 +410,24 @@ impl Worker {
                     }
                 }
             };
-            let job = self.take(job);
-            if job.batch_key() == key {
-                batch.push(job);
+            let Some(taken) = self.take(job) else {
+                continue;
+            };
+            if taken.key == key {
+                batch.push(taken);
             } else {
-                self.pending.push_back(job);
+                self.pending.push_back(taken);
             }
         }
         Some(batch)
     }
 
-    fn run_batch(&mut self, batch: Vec<Job>) {
+    fn run_batch(&mut self, batch: Vec<Taken>) {
         // A request that timed out or whose client left has dropped its receiver.
-        let batch: Vec<Job> = batch.into_iter().filter(|j| !j.reply.is_closed()).collect();
+        let batch: Vec<Taken> = batch
+            .into_iter()
+            .filter(|t| !t.job.reply.is_closed())
+            .collect();
         if batch.is_empty() {
             return;
         }
@@ -298,67 +437,62 @@ impl Worker {
                 let size = batch.len();
                 self.metrics
                     .record_batch(size, started.elapsed().as_secs_f64());
-                for (job, image) in batch.into_iter().zip(images) {
-                    let _ = job.reply.send(Ok((image, size)));
+                for (taken, image) in batch.into_iter().zip(images) {
+                    let _ = taken.job.reply.send(Ok((image, size)));
                 }
             }
             Err(err) => {
                 let message = err.to_string();
-                for job in batch {
-                    let _ = job.reply.send(Err(message.clone()));
+                for taken in batch {
+                    let _ = taken.job.reply.send(Err(message.clone()));
                 }
             }
         }
     }
 
-    /// One network call for `batch` (all of one kind); returns host images in its order.
-    fn stylize(&mut self, batch: &[Job]) -> Result<Vec<Tensor>> {
-        let selection = &batch[0].selection;
-        let stylizer = self
-            .stylizers
-            .get_mut(selection.model)
-            .ok_or_else(|| Error::Internal(format!("no network {}", selection.model)))?;
-        if stylizer.mix().weights != selection.weights {
-            stylizer.set_mix(StyleMix {
-                weights: selection.weights.clone(),
-                label: selection.label.clone(),
-            })?;
-        }
+    /// One network call for `batch` (all of one key); returns host images in its order.
+    fn stylize(&mut self, batch: &[Taken]) -> Result<Vec<Tensor>> {
+        let first = &batch[0];
+        let stylizer = match (&first.job.style, &first.vector) {
+            (JobStyle::Mix(selection), _) => {
+                let stylizer = self
+                    .stylizers
+                    .get_mut(selection.model)
+                    .ok_or_else(|| Error::Internal(format!("no network {}", selection.model)))?;
+                if stylizer.mix().weights != selection.weights {
+                    stylizer.set_mix(StyleMix {
+                        weights: selection.weights.clone(),
+                        label: selection.label.clone(),
+                    })?;
+                }
+                stylizer
+            }
+            (JobStyle::Picture(_), Some(vector)) => {
+                self.arbitrary.set_style_vector(vector, PICTURE_LABEL)?;
+                &mut self.arbitrary
+            }
+            (JobStyle::Picture(_), None) => {
+                return Err(Error::Internal("a style picture without its vector".into()))
+            }
+        };
         let _guard = tch::no_grad_guard();
-        let images: Vec<&Tensor> = batch.iter().map(|job| &job.image).collect();
+        let images: Vec<&Tensor> = batch.iter().map(|t| &t.job.image).collect();
         let original = Tensor::f_stack(&images, 0)?
             .to_device(self.config.device)
             .to_kind(Kind::Float);
+        // The stylizer's own finish is the default (none): each request brings its own.
         let stylized = stylizer.stylize(&original)?;
         let mut out = Vec::with_capacity(batch.len());
-        for (i, job) in batch.iter().enumerate() {
+        for (i, taken) in batch.iter().enumerate() {
+            let finish = match taken.job.style {
+                JobStyle::Mix(_) => taken.job.finish,
+                // Its strength acted on the vector (`picture_vector`).
+                JobStyle::Picture(_) => taken.job.finish.after_style_vector(),
+            };
             let i = i as i64;
-            let image = apply_finish(&original.get(i), stylized.get(i), job.finish);
+            let image = finish.apply(&original.get(i), stylized.get(i));
             out.push(models::pixels::host_image(&image));
         }
         Ok(out)
     }
-}
-
-/// Strength and colour preservation for one `[3, H, W]` image, as `infer::Stylizer` applies
-/// them: the stylizer fixes its `Finish` when it is built, and the requests of one batch may
-/// each ask for their own.
-fn apply_finish(original: &Tensor, stylized: Tensor, finish: Finish) -> Tensor {
-    let mut out = stylized;
-    if finish.preserve_color {
-        // YCbCr with the original's Cb and Cr: changing only Y moves R, G and B equally.
-        out = original + (luminance(&out) - luminance(original));
-    }
-    if finish.strength < 1.0 {
-        out = original * (1.0 - finish.strength) + out * finish.strength;
-    }
-    out
-}
-
-/// ITU-R BT.601 luma of `[3, H, W]`, shaped `[1, H, W]`.
-fn luminance(rgb: &Tensor) -> Tensor {
-    let coefficients = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
-        .to_device(rgb.device())
-        .view([3, 1, 1]);
-    (rgb * coefficients).sum_dim_intlist(&[0i64][..], true, Kind::Float)
 }

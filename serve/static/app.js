@@ -7,6 +7,7 @@ const state = {
   token: localStorage.getItem("atelier-token") || "",
   styles: [],
   style: null,
+  painting: null,     // a painting chosen as the style (a Blob); when set, it replaces `style`
   photo: null,        // the chosen photo as a Blob
   photoName: "photo",
   request: null,      // AbortController of the stylize request in flight
@@ -80,12 +81,40 @@ async function loadThumbnail(url, image) {
   }
 }
 
+function markSelected() {
+  for (const button of $("styles").children) {
+    const selected = !state.painting && button.dataset.id === state.style;
+    button.setAttribute("aria-selected", String(selected));
+  }
+  $("painting").hidden = !state.painting;
+}
+
 function pickStyle(id) {
   state.style = id;
-  for (const button of $("styles").children) {
-    button.setAttribute("aria-selected", String(button.dataset.id === id));
-  }
+  state.painting = null;
+  $("style-file").value = "";
+  markSelected();
   stylize();
+}
+
+// A painting of one's own as the style: the server's arbitrary-style network takes its
+// style from the picture. Clicking a style in the grid goes back to that style.
+function usePainting(blob) {
+  if (!blob.type.startsWith("image/") && blob.type !== "") {
+    setStatus("That file is not an image", true);
+    return;
+  }
+  state.painting = blob;
+  const preview = $("painting");
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  preview.src = URL.createObjectURL(blob);
+  markSelected();
+  if (state.photo) stylize();
+  else setStatus("Now pick a photo to put in the painting's style");
+}
+
+function styleName() {
+  return state.painting ? "Your painting" : "Style " + state.style;
 }
 
 function usePhoto(blob, name) {
@@ -104,7 +133,8 @@ function usePhoto(blob, name) {
 }
 
 function options(form, maxSize) {
-  form.append("style", state.style);
+  if (state.painting) form.append("style_image", state.painting, "painting");
+  else form.append("style", state.style);
   form.append("strength", $("strength").value);
   form.append("preserve_color", $("preserve").checked ? "true" : "false");
   form.append("max_size", String(maxSize));
@@ -162,9 +192,10 @@ function showResult(blob, milliseconds) {
   $("result-hint").hidden = true;
   const download = $("download");
   download.href = state.resultUrl;
-  download.download = state.photoName + "-style-" + state.style.replace(/[^A-Za-z0-9]+/g, "-") + ".jpg";
+  const suffix = state.painting ? "painting" : "style-" + state.style.replace(/[^A-Za-z0-9]+/g, "-");
+  download.download = state.photoName + "-" + suffix + ".jpg";
   download.hidden = false;
-  $("result-label").textContent = "Style " + state.style;
+  $("result-label").textContent = styleName();
   setStatus("Done in " + (milliseconds / 1000).toFixed(2) + " s");
 }
 
@@ -227,16 +258,9 @@ function wire() {
   });
   $("preserve").addEventListener("change", () => stylize());
   $("size").addEventListener("change", () => stylize());
-  $("style-file").addEventListener("change", async (event) => {
+  $("style-file").addEventListener("change", (event) => {
     const picture = event.target.files[0];
-    if (!picture || !state.photo) return;
-    const form = new FormData();
-    form.append("image", state.photo, "photo");
-    form.append("style_image", picture, "style");
-    options(form, Number($("size").value));
-    const response = await api("/v1/stylize", { method: "POST", body: form });
-    if (!response.ok) setStatus(await errorText(response), true);
-    else showResult(await response.blob(), 0);
+    if (picture) usePainting(picture);
   });
   $("token-form").addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -64,7 +64,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let catalogue = server.catalogue();
     eprintln!(
-        "atelier: serving {} styles from {} network{}",
+        "atelier: serving {} styles from {} network{}, and any painting as a style (the \
+         arbitrary-style network)",
         catalogue.entries.len(),
         catalogue.models.len(),
         if catalogue.models.len() == 1 { "" } else { "s" }
