@@ -457,8 +457,10 @@ fn ffmpeg_killed_mid_video_is_named_and_leaves_no_output() {
     wait_for("ffmpeg to start", Duration::from_secs(60), || {
         ffmpeg_children(pid).len() == 2
     });
-    std::thread::sleep(Duration::from_millis(500));
-    let victim = ffmpeg_children(pid)[0];
+    std::thread::sleep(Duration::from_millis(100));
+    let victim = *ffmpeg_children(pid)
+        .first()
+        .expect("the video ended before its ffmpeg could be killed (a longer clip is needed)");
     assert!(Command::new("kill")
         .args(["-KILL", &victim.to_string()])
         .status()
