@@ -518,6 +518,24 @@ fn segments_joined_are_the_one_process_video_frame_for_frame() {
     assert_eq!(duration(&joined), duration(&one));
     assert_eq!(audio(&joined), audio(&one));
 
+    // A requeued segment task whose part is complete does nothing.
+    let part = lossless.join("part-1.mkv");
+    let before = std::fs::read(&part).unwrap();
+    let rerun = run(&[
+        "video",
+        clip.to_str().unwrap(),
+        "--segment",
+        "1/3",
+        "-o",
+        part.to_str().unwrap(),
+        "--skip-existing",
+        "--json",
+    ]);
+    assert_ok(&rerun);
+    let record: serde_json::Value = serde_json::from_slice(&rerun.stdout).unwrap();
+    assert_eq!(record["status"], "skipped");
+    assert!(std::fs::read(&part).unwrap() == before);
+
     // A part missing is found before anything is written.
     let out = dir.path().join("gap.mkv");
     let gap = run(&[

@@ -198,8 +198,8 @@ pub fn plan_join(parts: &[PathBuf]) -> Result<JoinPlan> {
         let stdout = ffprobe(path, &ffmpeg::part_probe_args(&absolute))?;
         let (part, info) =
             ffmpeg::parse_part(&absolute, &stdout).map_err(|reason| ffprobe_error(path, reason))?;
-        if part.start_pts == 0 {
-            rotation = info.rotation;
+        if probed.is_empty() {
+            rotation = info.rotation; // every part has the film's
         }
         probed.push(part);
     }
