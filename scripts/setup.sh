@@ -60,7 +60,8 @@ fi
 # tests/slurm.rs submits the Slurm examples to a one-node cluster on this machine, where one
 # can be installed and started (ATELIER_LOCAL_SLURM=0 leaves Slurm alone).
 if [ "${1:-}" = test ] && [ "${ATELIER_LOCAL_SLURM:-1}" != 0 ]; then
-  scripts/local-slurm.sh
+  # Never fatal: without a cluster that runs jobs, tests/slurm.rs says so and passes.
+  scripts/local-slurm.sh || say "no local Slurm (scripts/local-slurm.sh failed); tests/slurm.rs will skip"
 fi
 
 if [ "${1:-}" = test ]; then

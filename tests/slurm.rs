@@ -12,13 +12,29 @@ use std::time::{Duration, Instant};
 
 use infer_support::*;
 
+/// A cluster that runs a job here within a minute (a partition can be up with its only node
+/// down, and then `sbatch --wait` would wait forever).
 fn slurm_answers() -> bool {
-    Command::new("sinfo")
-        .args(["-h", "-o", "%a"])
+    let node_up = Command::new("sinfo")
+        .args(["-h", "-o", "%t"])
         .output()
         .is_ok_and(|out| {
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("up")
-        })
+            let states = String::from_utf8_lossy(&out.stdout);
+            out.status.success() && ["idle", "mix", "alloc"].iter().any(|s| states.contains(s))
+        });
+    node_up
+        && Command::new("timeout")
+            .args([
+                "60",
+                "sbatch",
+                "--wait",
+                "--quiet",
+                "--output=/dev/null",
+                "--wrap",
+                "true",
+            ])
+            .status()
+            .is_ok_and(|status| status.success())
 }
 
 fn example(name: &str) -> PathBuf {
@@ -40,7 +56,7 @@ fn path_with_atelier() -> String {
 #[test]
 fn the_slurm_examples_run_as_written_and_equal_one_process_runs() {
     if !slurm_answers() {
-        eprintln!("no Slurm cluster answers `sinfo` here: nothing to submit the examples to");
+        eprintln!("no Slurm cluster here runs a job: nothing to submit the examples to");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -64,8 +80,9 @@ fn the_slurm_examples_run_as_written_and_equal_one_process_runs() {
     let resources = ["--gres=none", "--cpus-per-task=1"];
 
     let styled = dir.join("styled");
-    let output = Command::new("sbatch")
-        .args(["--wait", "--array=0-2", "--chdir"])
+    // `timeout`: a cluster that stops running jobs fails the test instead of hanging it.
+    let output = Command::new("timeout")
+        .args(["300", "sbatch", "--wait", "--array=0-2", "--chdir"])
         .arg(dir)
         .args(resources)
         .arg(example("stylize-folder.sbatch"))
