@@ -391,3 +391,34 @@ print(json.dumps(out))
         );
     }
 }
+
+/// Two identical runs, each in its own folder with the same relative paths, write
+/// byte-identical model files and checkpoints (the safetensors header in a fixed key order).
+#[test]
+fn identical_runs_write_identical_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let vgg = random_vgg16(dir.path());
+    let (style, photos) = (asset("styles/swirls.png"), asset("photos"));
+    let mut files = Vec::new();
+    for run in ["a", "b"] {
+        let folder = dir.path().join(run);
+        std::fs::create_dir(&folder).unwrap();
+        let mut args = small_run(path_str(&vgg), "model.safetensors", &style, &photos);
+        args.extend(["--steps", "2", "--checkpoint-every", "1"]);
+        let result = Command::new(env!("CARGO_BIN_EXE_atelier"))
+            .args(&args)
+            .current_dir(&folder)
+            .output()
+            .unwrap();
+        assert!(result.status.success(), "{}", stderr(&result));
+        files.push(
+            ["model.safetensors", "model.checkpoint.safetensors"]
+                .map(|name| std::fs::read(folder.join(name)).unwrap()),
+        );
+    }
+    assert!(files[0][0] == files[1][0], "the model files differ");
+    assert!(files[0][1] == files[1][1], "the checkpoints differ");
+    // And the file is still one that safetensors and atelier read.
+    let meta = models::file::read_meta(&dir.path().join("a/model.safetensors")).unwrap();
+    assert_eq!(meta.styles, ["swirls"]);
+}
