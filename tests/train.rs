@@ -422,3 +422,71 @@ fn identical_runs_write_identical_files() {
     let meta = models::file::read_meta(&dir.path().join("a/model.safetensors")).unwrap();
     assert_eq!(meta.styles, ["swirls"]);
 }
+
+/// A finished run resumed with a new output, more steps and a new logging cadence: the new
+/// model and checkpoint go to the new name, the old checkpoint stays; a flag that changes the
+/// math is refused before any work, naming the flag.
+#[test]
+fn a_resumed_run_may_take_a_new_output_but_not_new_math() {
+    let dir = tempfile::tempdir().unwrap();
+    let vgg = random_vgg16(dir.path());
+    let (style, photos) = (asset("styles/swirls.png"), asset("photos"));
+    let first = dir.path().join("first.safetensors");
+    let checkpoint = dir.path().join("first.checkpoint.safetensors");
+    let mut args = small_run(path_str(&vgg), path_str(&first), &style, &photos);
+    args.extend(["--steps", "2"]);
+    let result = atelier(&args);
+    assert!(result.status.success(), "{}", stderr(&result));
+
+    let refused = atelier(&["train", "--resume", path_str(&checkpoint), "--lr", "0.5"]);
+    let message = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{message}");
+    assert!(
+        message.starts_with("atelier: error: --lr ") && message.contains("differs"),
+        "{message}"
+    );
+
+    let longer = dir.path().join("longer.safetensors");
+    let log = dir.path().join("longer.jsonl");
+    let result = atelier(&[
+        "train",
+        "--resume",
+        path_str(&checkpoint),
+        "-o",
+        path_str(&longer),
+        "--steps",
+        "4",
+        "--log-every",
+        "1",
+        "--log-json",
+        path_str(&log),
+        "--quiet",
+        "--threads",
+        "2",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let steps: Vec<u64> = read_json_lines(&log)
+        .iter()
+        .map(|line| line["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [3, 4]);
+    assert_eq!(
+        models::file::read_meta(&longer)
+            .unwrap()
+            .training
+            .unwrap()
+            .steps,
+        4
+    );
+    let branched = trainer::Checkpoint::load(&dir.path().join("longer.checkpoint.safetensors"));
+    assert_eq!(branched.unwrap().step, 4);
+    assert_eq!(trainer::Checkpoint::load(&checkpoint).unwrap().step, 2);
+    assert_eq!(
+        models::file::read_meta(&first)
+            .unwrap()
+            .training
+            .unwrap()
+            .steps,
+        2
+    );
+}

@@ -52,9 +52,11 @@ pub struct Args {
     #[arg(long)]
     force: bool,
     /// Continue a run from its checkpoint; the checkpoint holds the whole configuration, so
-    /// nothing else is needed. --steps/--epochs extend the run; logging, sampling, the
-    /// checkpoint folder and --precision may change; other training flags, if given, must
-    /// match
+    /// nothing else is needed. May change: -o (a new output branches the run, its checkpoint
+    /// goes beside it and the old one is kept), --steps/--epochs, logging, sampling,
+    /// validation cadence, the checkpoint cadence and folder, --precision. Flags that change
+    /// what is trained (losses, layers, data, batch, crops, learning rate, seed, network), if
+    /// given, must match
     #[arg(long, value_name = "CHECKPOINT")]
     resume: Option<PathBuf>,
 

@@ -95,8 +95,8 @@ fn tap_names(taps: &[Tap]) -> Vec<String> {
 
 /// The options given for a run, each `None` (or empty) where it was not given: on a fresh run
 /// they replace the recipe's defaults, on a resumed one they must agree with the checkpoint
-/// except those that only say how long the run is, how it is logged and sampled, where its
-/// checkpoint goes and its precision.
+/// except those that only say where the model goes, how long the run is, how it is logged and
+/// sampled, where its checkpoint goes and its precision.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
     pub style_images: Vec<PathBuf>,
@@ -192,13 +192,12 @@ impl Overrides {
     }
 
     /// A resumed run: the checkpoint's configuration `saved`. Options that change what is
-    /// computed must equal the saved ones (a resumed run is the same run); the run length,
-    /// logging, sampling, checkpoint folder and precision may change.
+    /// computed must equal the saved ones (a resumed run is the same run); the output, the run
+    /// length, logging, sampling, checkpoint folder and precision may change.
     pub fn resumed(&self, saved: &TrainConfig, n_photos: usize) -> Result<TrainConfig> {
         let given_styles = (!self.style_images.is_empty()).then(|| self.style_images.clone());
         same("--style", given_styles, &saved.style_images)?;
         same("--data", self.data_dir.clone(), &saved.data_dir)?;
-        same("--output", self.output.clone(), &saved.output)?;
         same(
             "--loss-net",
             self.loss_net.map(|kind| kind.to_string()),
@@ -237,6 +236,12 @@ impl Overrides {
         same("--seed", self.seed, &saved.seed)?;
 
         let mut config = saved.clone();
+        // A new output branches the run: its checkpoint goes with it, the old one is kept.
+        if let Some(output) = self.output.as_ref().filter(|o| **o != saved.output) {
+            config.output = output.clone();
+            config.checkpoint_path =
+                checkpoint::default_path(output, self.checkpoint_dir.as_deref());
+        }
         if self.steps.is_some() || self.epochs.is_some() {
             config.n_steps = self.n_steps(n_photos, config.batch_size);
         }
@@ -275,7 +280,7 @@ fn set<T: Clone>(slot: &mut T, given: &Option<T>) {
 fn same<T: PartialEq + Debug>(flag: &str, given: Option<T>, saved: &T) -> Result<()> {
     match given {
         Some(value) if value != *saved => Err(Error::Flags(format!(
-            "{flag} {value:?} differs from the checkpoint's {saved:?}; a resumed run keeps its configuration"
+            "{flag} {value:?} differs from the checkpoint's {saved:?}; it changes what is trained, so a resumed run keeps the checkpoint's (start a new run to change it)"
         ))),
         _ => Ok(()),
     }
@@ -429,9 +434,10 @@ mod tests {
     }
 
     #[test]
-    fn a_resumed_run_takes_run_length_logging_and_precision() {
+    fn a_resumed_run_takes_output_run_length_logging_and_precision() {
         let saved = given_files().fresh(100).unwrap();
         let changes = Overrides {
+            output: Some(PathBuf::from("branch/longer.safetensors")),
             steps: Some(500),
             precision: Some(Precision::Bf16),
             checkpoint_every: Some(50),
@@ -455,9 +461,19 @@ mod tests {
         );
         assert_eq!(config.sample_image, Some(PathBuf::from("sample.jpg")));
         assert_eq!(config.log_dir, Some(PathBuf::from("runs")));
+        assert_eq!(config.output, PathBuf::from("branch/longer.safetensors"));
         assert_eq!(
             config.checkpoint_path,
-            PathBuf::from("elsewhere/model.checkpoint.safetensors")
+            PathBuf::from("elsewhere/longer.checkpoint.safetensors")
+        );
+        // A new output without a checkpoint folder takes its checkpoint along.
+        let branch = Overrides {
+            output: Some(PathBuf::from("branch/longer.safetensors")),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            branch.resumed(&saved, 100).unwrap().checkpoint_path,
+            PathBuf::from("branch/longer.checkpoint.safetensors")
         );
         // Everything that shapes the math is the checkpoint's.
         let math = |c: &TrainConfig| {
@@ -538,6 +554,20 @@ mod tests {
                     ..Overrides::default()
                 },
                 "--seed",
+            ),
+            (
+                Overrides {
+                    data_dir: Some(PathBuf::from("other photos")),
+                    ..Overrides::default()
+                },
+                "--data",
+            ),
+            (
+                Overrides {
+                    arch: Some("johnson-half".into()),
+                    ..Overrides::default()
+                },
+                "--arch",
             ),
         ];
         for (overrides, flag) in cases {
