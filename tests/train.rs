@@ -85,6 +85,27 @@ fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The scalars (`[step, value]`) and images (`[step, width, height]`) of a TensorBoard folder,
+/// by tag, as TensorBoard's own reader sees them.
+fn read_tensorboard(logs: &Path) -> serde_json::Value {
+    let script = r#"
+import json, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0, "images": 0})
+acc.Reload()
+tags = acc.Tags()
+out = {"scalars": {t: [[e.step, e.value] for e in acc.Scalars(t)] for t in tags["scalars"]},
+       "images": {t: [[e.step, e.width, e.height] for e in acc.Images(t)] for t in tags["images"]}}
+print(json.dumps(out))
+"#;
+    let read = Command::new(repo().join(".venv/bin/python"))
+        .args(["-c", script, path_str(logs)])
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", stderr(&read));
+    serde_json::from_slice(&read.stdout).unwrap()
+}
+
 #[test]
 fn bad_inputs_fail_early_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -138,7 +159,9 @@ fn bad_inputs_fail_early_with_one_line() {
 
 #[test]
 fn thirty_steps_halve_the_style_loss() {
-    // 128×128 crops, batch 4 (each step sees all four bundled photos), the full network.
+    // 128×128 crops, batch 4 (each step sees all four bundled photos), the full network. The
+    // unnormalised losses show the first steps' progress; the balanced ones are bounded near
+    // their starting value while the output's Gram matrices are far from the style's.
     let dir = tempfile::tempdir().unwrap();
     let vgg = random_vgg16(dir.path());
     let output = dir.path().join("swirls.safetensors");
@@ -151,6 +174,7 @@ fn thirty_steps_halve_the_style_loss() {
         ("--arch", "johnson"),
         ("--style-size", "128"),
         ("--steps", "30"),
+        ("--loss-convention", "pytorch-examples"),
         ("--log-every", "1"),
         ("--log-json", path_str(&log)),
     ] {
@@ -320,22 +344,7 @@ fn multi_style_run_logs_to_tensorboard() {
         }
     }
 
-    let script = r#"
-import json, sys
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0, "images": 0})
-acc.Reload()
-tags = acc.Tags()
-out = {"scalars": {t: [[e.step, e.value] for e in acc.Scalars(t)] for t in tags["scalars"]},
-       "images": {t: [[e.step, e.width, e.height] for e in acc.Images(t)] for t in tags["images"]}}
-print(json.dumps(out))
-"#;
-    let read = Command::new(repo().join(".venv/bin/python"))
-        .args(["-c", script, path_str(&logs)])
-        .output()
-        .unwrap();
-    assert!(read.status.success(), "{}", stderr(&read));
-    let board: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    let board = read_tensorboard(&logs);
     let scalars = board["scalars"].as_object().unwrap();
     for tag in [
         "loss/content",
@@ -489,4 +498,70 @@ fn a_resumed_run_may_take_a_new_output_but_not_new_math() {
             .steps,
         2
     );
+}
+
+/// Validation on a folder of its own: on every `--val-every` step (and the last), the
+/// yardstick's losses on the validation photos go to the JSON log and TensorBoard, with a grid
+/// of their stylizations; the loss network (and so the yardstick) is a random VGG-19 here.
+#[test]
+fn validation_losses_go_to_the_log_and_tensorboard() {
+    let dir = tempfile::tempdir().unwrap();
+    tch::manual_seed(0);
+    let vgg = dir.path().join("vgg19.safetensors");
+    let random = Vgg::random(VggKind::Vgg19, Device::Cpu);
+    models::file::save_safetensors(&vgg, &random.named_tensors(), &Default::default()).unwrap();
+    let val = dir.path().join("val");
+    std::fs::create_dir(&val).unwrap();
+    for name in ["chelsea.png", "rocket.jpg"] {
+        std::fs::copy(asset(&format!("photos/{name}")), val.join(name)).unwrap();
+    }
+    let (style, photos) = (asset("styles/swirls.png"), asset("photos"));
+    let output = dir.path().join("model.safetensors");
+    let (logs, json) = (dir.path().join("logs"), dir.path().join("log.jsonl"));
+    let mut args = small_run(path_str(&vgg), path_str(&output), &style, &photos);
+    set(&mut args, "--loss-net", "vgg19");
+    args.extend([
+        "--steps",
+        "3",
+        "--log-every",
+        "1",
+        "--val-data",
+        path_str(&val),
+        "--val-every",
+        "2",
+        "--log-json",
+        path_str(&json),
+        "--log-dir",
+        path_str(&logs),
+    ]);
+    let result = atelier(&args);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let lines = read_json_lines(&json);
+    let validated: Vec<u64> = lines
+        .iter()
+        .filter(|line| line.get("val").is_some())
+        .map(|line| line["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(validated, [2, 3]);
+    for line in lines.iter().filter(|line| line.get("val").is_some()) {
+        let val = &line["val"];
+        assert_eq!(val["photos"], 2);
+        for term in ["content", "style", "tv", "total"] {
+            let value = val[term].as_f64().unwrap();
+            assert!(value.is_finite() && value > 0.0, "{term}: {line}");
+        }
+    }
+    let board = read_tensorboard(&logs);
+    for tag in ["val/content", "val/style", "val/total"] {
+        let steps: Vec<u64> = board["scalars"][tag]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {tag}"))
+            .iter()
+            .map(|p| p[0].as_u64().unwrap())
+            .collect();
+        assert_eq!(steps, [2, 3], "{tag}");
+    }
+    // One row of the two 64x64 validation photos, stylized.
+    let grid = board["images"]["val/swirls"].as_array().unwrap();
+    assert_eq!(grid[0], serde_json::json!([2, 128, 64]));
 }

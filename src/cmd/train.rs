@@ -19,9 +19,9 @@ use indicatif::ProgressBar;
 use models::vgg::{Tap, VggKind};
 use trainer::recipe::{
     DEFAULT_ARCH, DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT_EVERY, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE,
-    DEFAULT_LOG_EVERY, DEFAULT_LOSS_NET, DEFAULT_LR, DEFAULT_SEED,
+    DEFAULT_LOG_EVERY, DEFAULT_LOSS_CONVENTION, DEFAULT_LOSS_NET, DEFAULT_LR, DEFAULT_SEED,
 };
-use trainer::{Checkpoint, Event, Outcome, Overrides};
+use trainer::{Checkpoint, Event, LossConvention, Outcome, Overrides};
 
 use super::common::{progress_bar, RunArgs, STEPS};
 use super::exit::{self, DuringWork};
@@ -29,8 +29,14 @@ use super::exit::{self, DuringWork};
 #[derive(clap::Args)]
 #[command(
     after_help = "Loss conventions: images enter the VGG as RGB in [0, 255] (the VGG applies its own \
-preprocessing), Gram matrices are divided by c*h*w, squared errors are means, so pytorch/examples \
-weights carry over (content 1e5, style 1e10 with --loss-net vgg16).\n\n\
+preprocessing), Gram matrices are divided by c*h*w, squared errors are means. The default, \
+--loss-convention balanced, divides each style layer's Gram error by the mean squares of its two \
+Gram matrices (output and style) and \
+each content layer's error by its target features' mean square (TV on [0, 1] pixels), so every \
+layer starts near 1 and the weights mean the same for vgg16 and vgg19 and at any size. \
+--loss-convention pytorch-examples (with --loss-net vgg16) and lengstrom (with vgg19) are those \
+projects' unnormalised losses and recipes exactly; docs/training.md says how to carry weights \
+between them.\n\n\
 Example: atelier train --style starry.jpg --data train2014/ -o starry.safetensors --log-dir runs/starry"
 )]
 pub struct Args {
@@ -79,13 +85,20 @@ pub struct Args {
     /// Comma-separated weight per style layer. Default: 1 each
     #[arg(long, value_name = "WEIGHTS", value_delimiter = ',')]
     style_layer_weights: Option<Vec<f64>>,
-    /// Weight of the content loss. Default: 1e5 for vgg16, 7.5 for vgg19
+    /// How the loss terms are scaled: balanced (each term relative to its target's scale),
+    /// pytorch-examples or lengstrom (unnormalised, with those projects' weights as defaults)
+    #[arg(long, value_name = "CONVENTION", default_value_t = DEFAULT_LOSS_CONVENTION)]
+    loss_convention: LossConvention,
+    /// Weight of the content loss. Default: 1 (balanced), 1e5 (pytorch-examples), 7.5
+    /// (lengstrom)
     #[arg(long, value_name = "W")]
     content_weight: Option<f64>,
-    /// Weight of the style loss. Default: 1e10 for vgg16, 100 for vgg19
+    /// Weight of the style loss. Default: 10 (balanced), 1e10 (pytorch-examples), 100
+    /// (lengstrom)
     #[arg(long, value_name = "W")]
     style_weight: Option<f64>,
-    /// Weight of the total-variation loss. Default: 0 for vgg16, 200 for vgg19
+    /// Weight of the total-variation loss. Default: 5 (balanced), 0 (pytorch-examples), 200
+    /// (lengstrom)
     #[arg(long, value_name = "W")]
     tv_weight: Option<f64>,
 
@@ -136,6 +149,16 @@ pub struct Args {
     /// Steps between samples (default: --checkpoint-every)
     #[arg(long, value_name = "N")]
     sample_every: Option<u64>,
+    /// Folder of validation photos (at most 8, evenly spaced, are used; any that is also in
+    /// --data is not trained on). Default: one photo in ten of --data, at most 8, held out and
+    /// never trained on (none with under 10 photos)
+    #[arg(long, value_name = "DIR")]
+    val_data: Option<PathBuf>,
+    /// Steps between validations: the validation photos stylized and measured with the
+    /// `atelier eval` yardstick, to the progress line, the JSON log (`val`) and TensorBoard
+    /// (`val/*` scalars and a grid per style) [default: --checkpoint-every]
+    #[arg(long, value_name = "N")]
+    val_every: Option<u64>,
     /// Steps between reads of the losses for the progress line and logs
     #[arg(long, value_name = "N", default_value_t = DEFAULT_LOG_EVERY)]
     log_every: u64,
@@ -192,6 +215,7 @@ impl Args {
             content_taps: self.content_layers.clone(),
             style_taps: self.style_layers.clone(),
             style_layer_weights: self.style_layer_weights.clone(),
+            loss_convention: pick(given.flag("loss_convention"), &self.loss_convention),
             content_weight: self.content_weight,
             style_weight: self.style_weight,
             tv_weight: self.tv_weight,
@@ -212,6 +236,8 @@ impl Args {
             sample_every: self.sample_every,
             log_every: pick(given.flag("log_every"), &self.log_every),
             log_dir: self.log_dir.clone(),
+            val_data: self.val_data.clone(),
+            val_every: self.val_every,
         }
     }
 }
@@ -240,6 +266,9 @@ pub fn run(args: Args, given: &Given) -> anyhow::Result<ExitCode> {
         sample,
         n_photos,
         photo_warnings,
+        validation,
+        validation_photos,
+        validation_note,
     } = trainer::prepare(trainer::Launch {
         overrides: args.overrides(given),
         resume,
@@ -281,6 +310,27 @@ pub fn run(args: Args, given: &Given) -> anyhow::Result<ExitCode> {
     for warning in &photo_warnings {
         say(&bar, format!("warning: {warning}"));
     }
+    match &validation_note {
+        Some(note) => say(&bar, format!("note: {note}")),
+        None => say(
+            &bar,
+            format!(
+                "validating every {} steps on {} photo{} never trained on: {}",
+                config.val_every,
+                validation_photos.len(),
+                if validation_photos.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                validation_photos
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    }
     say(
         &bar,
         format!(
@@ -293,18 +343,27 @@ pub fn run(args: Args, given: &Given) -> anyhow::Result<ExitCode> {
         ),
     );
     let mut log_error = None;
+    // The latest validation, kept on the progress line between validations.
+    let mut last_val = String::new();
     let outcome = trainer::run(
         &mut trainer,
         &mut stream,
         sample.as_ref(),
+        validation.as_ref(),
         &signal,
         &mut |event| match event {
             Event::Started { step, .. } => bar.set_position(step),
             Event::Stepped { step } => bar.set_position(step),
             Event::Logged(report) => {
                 let l = &report.losses;
+                if let Some(val) = &report.validation {
+                    last_val = format!(
+                        "  val@{} content {:.3e} style {:.3e}",
+                        report.step, val.content, val.style
+                    );
+                }
                 bar.set_message(format!(
-                    "{:.1} img/s  content {:.3e}  style {:.3e}  tv {:.3e}  total {:.3e}",
+                    "{:.1} img/s  content {:.3e}  style {:.3e}  tv {:.3e}  total {:.3e}{last_val}",
                     report.images_per_sec, l.content, l.style, l.tv, l.total
                 ));
                 if let Some(file) = &mut json_log {
@@ -405,6 +464,7 @@ mod tests {
             "--content-layers=relu2_2",
             "--style-layers=relu1_2,relu2_2",
             "--style-layer-weights=1,2",
+            "--loss-convention=pytorch-examples",
             "--content-weight=1",
             "--style-weight=2",
             "--tv-weight=3",
@@ -424,6 +484,8 @@ mod tests {
             "--sample-every=4",
             "--log-every=2",
             "--log-dir=logs",
+            "--val-data=val",
+            "--val-every=6",
         ]);
         let expected = Overrides {
             style_images: vec![PathBuf::from("a.jpg")],
@@ -434,6 +496,7 @@ mod tests {
             content_taps: Some(vec![Tap::Relu2_2]),
             style_taps: Some(vec![Tap::Relu1_2, Tap::Relu2_2]),
             style_layer_weights: Some(vec![1.0, 2.0]),
+            loss_convention: Some(LossConvention::PytorchExamples),
             content_weight: Some(1.0),
             style_weight: Some(2.0),
             tv_weight: Some(3.0),
@@ -454,6 +517,8 @@ mod tests {
             sample_every: Some(4),
             log_every: Some(2),
             log_dir: Some(PathBuf::from("logs")),
+            val_data: Some(PathBuf::from("val")),
+            val_every: Some(6),
         };
         assert_eq!(all, expected);
         // A value equal to the default still counts as given.
@@ -466,6 +531,7 @@ mod tests {
         for bad in [
             ["--content-layers", "relu9_9"],
             ["--loss-net", "vgg11"],
+            ["--loss-convention", "johnson"],
             ["--arch", "resnet"],
             ["--arch", "arbitrary"],
             ["--precision", "f8"],

@@ -7,6 +7,75 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// How the loss terms are scaled before their weights apply.
+///
+/// `Balanced` (the default) makes every term a relative error, so that each style layer starts
+/// near 1 whatever its depth, the loss network (VGG-16 or VGG-19, whose feature scales differ
+/// by orders of magnitude) or the image size, and the weights mean the same everywhere: each
+/// style layer's Gram MSE is divided by `mean(G²) + mean(T²)` of the output's and the target's
+/// Gram matrices (held constant, `models::loss::balanced_style_loss`), each content layer's
+/// MSE by the mean square of the batch's target features, and the total-variation term is
+/// taken on pixels in [0, 1].
+///
+/// `PytorchExamples` and `Lengstrom` are the unnormalised losses both of those projects use
+/// (Gram / (c·h·w), means of squared errors, pixels in [0, 255]); they differ only in their
+/// default weights, which are their published recipes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossConvention {
+    #[default]
+    Balanced,
+    PytorchExamples,
+    Lengstrom,
+}
+
+impl LossConvention {
+    pub const ALL: [LossConvention; 3] = [
+        LossConvention::Balanced,
+        LossConvention::PytorchExamples,
+        LossConvention::Lengstrom,
+    ];
+
+    /// Whether terms are divided by their targets' scale.
+    pub fn normalised(self) -> bool {
+        self == LossConvention::Balanced
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LossConvention::Balanced => "balanced",
+            LossConvention::PytorchExamples => "pytorch-examples",
+            LossConvention::Lengstrom => "lengstrom",
+        }
+    }
+
+    /// What checkpoints written before conventions existed computed.
+    fn unnormalised() -> Self {
+        LossConvention::PytorchExamples
+    }
+}
+
+impl std::fmt::Display for LossConvention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for LossConvention {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown loss convention `{s}` (known: balanced, pytorch-examples, lengstrom)"
+                ))
+            })
+    }
+}
+
 /// Everything that determines a run. Paths are as the user gave them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -30,6 +99,9 @@ pub struct TrainConfig {
     pub style_taps: Vec<String>,
     /// One weight per style tap (multiplies that tap's Gram loss before `style_weight`).
     pub style_layer_weights: Vec<f64>,
+    /// How the loss terms are scaled (older checkpoints: the unnormalised losses).
+    #[serde(default = "LossConvention::unnormalised")]
+    pub loss_convention: LossConvention,
     /// Architecture preset (`johnson`, `johnson-half`, ...).
     pub arch: String,
     /// Total number of optimizer steps.
@@ -56,6 +128,20 @@ pub struct TrainConfig {
     pub sample_every: u64,
     /// TensorBoard folder.
     pub log_dir: Option<PathBuf>,
+    /// Folder of validation photos (at most 8 of them, evenly spaced, are used); `None`: the
+    /// `val_holdout` photos held out of `data_dir`.
+    #[serde(default)]
+    pub val_data: Option<PathBuf>,
+    /// Photos of `data_dir` held out for validation, never trained on.
+    #[serde(default)]
+    pub val_holdout: usize,
+    /// Steps between validations.
+    #[serde(default = "default_val_every")]
+    pub val_every: u64,
+}
+
+fn default_val_every() -> u64 {
+    crate::recipe::DEFAULT_CHECKPOINT_EVERY
 }
 
 impl TrainConfig {
@@ -111,8 +197,14 @@ impl TrainConfig {
         {
             return fail("loss weights and learning rates must be finite and not negative");
         }
-        if self.checkpoint_every == 0 || self.log_every == 0 || self.sample_every == 0 {
-            return fail("--checkpoint-every, --log-every and --sample-every must be at least 1");
+        if self.checkpoint_every == 0
+            || self.log_every == 0
+            || self.sample_every == 0
+            || self.val_every == 0
+        {
+            return fail(
+                "--checkpoint-every, --log-every, --sample-every and --val-every must be at least 1",
+            );
         }
         Ok(())
     }

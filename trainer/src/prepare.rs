@@ -3,7 +3,7 @@
 //! style images, the loss network, the photo stream and the trainer. All of it takes seconds,
 //! so a mistake costs seconds, not a night.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use models::Precision;
 use tch::{Device, Tensor};
@@ -13,6 +13,7 @@ use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::recipe::{Overrides, DEFAULT_VGG19_WEIGHTS};
 use crate::train::{load_loss_net, load_style_image, Trainer};
+use crate::validation::{self, Validation, MAX_HOLDOUT, MIN_PHOTOS_FOR_HOLDOUT};
 
 /// What a run starts from.
 pub struct Launch {
@@ -36,10 +37,17 @@ pub struct Prepared {
     pub stream: datasets::PhotoStream,
     /// The decoded sample image, if the run has one.
     pub sample: Option<Tensor>,
+    /// Photos trained on (those of the folder less any held out for validation).
     pub n_photos: usize,
     /// Parts of the photo folder that could not be walked, one line each, for the caller to
     /// show.
     pub photo_warnings: Vec<String>,
+    /// The validation photos and their yardstick; `None` without any (see `validation_note`).
+    pub validation: Option<Validation>,
+    /// The validation photos used, in order.
+    pub validation_photos: Vec<PathBuf>,
+    /// Why the run has no validation, for the caller to show.
+    pub validation_note: Option<String>,
 }
 
 /// Decoding threads of the photo stream: as many as the threads asked for the network, else the
@@ -66,10 +74,10 @@ pub fn prepare(launch: Launch) -> Result<Prepared> {
         (None, None) => return Err(Error::Flags("--data is required".into())),
     };
     let photos = datasets::find_photos(&data_dir)?;
-    let n_photos = photos.files.len();
+    let n_found = photos.files.len();
     let config = match &resume {
-        Some(checkpoint) => overrides.resumed(&checkpoint.config, n_photos)?,
-        None => overrides.fresh(n_photos)?,
+        Some(checkpoint) => overrides.resumed(&checkpoint.config, n_found)?,
+        None => overrides.fresh(n_found)?,
     };
     config.validate()?;
     let precision: Precision = config.precision.parse()?;
@@ -106,6 +114,39 @@ pub fn prepare(launch: Launch) -> Result<Prepared> {
         });
     }
     let vgg = load_loss_net(&config, device).map_err(input("loss network"))?;
+    let (train_files, validation_photos, mut validation_note) =
+        validation_split(&config, photos.files)?;
+    let validation = if validation_photos.is_empty() {
+        None
+    } else {
+        let loss_net = config.loss_net.parse()?;
+        match validation::yardstick_weights(loss_net, &config.loss_weights) {
+            Some(weights) => {
+                let vgg19 = models::vgg::Vgg::load(&weights, models::vgg::VggKind::Vgg19, device)
+                    .map_err(|e| input("validation loss network")(e.into()))?;
+                let photos = validation_photos
+                    .iter()
+                    .map(|path| {
+                        validation::load_photo(path, config.image_size)
+                            .map_err(input("validation photo"))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let styles = config
+                    .style_images
+                    .iter()
+                    .map(|path| load_style_image(path, None).map_err(input("style image")))
+                    .collect::<Result<Vec<_>>>()?;
+                Some(Validation::new(photos, vgg19, &styles, device)?)
+            }
+            None => {
+                validation_note = Some(format!(
+                    "no validation: it measures with the VGG-19 of `make vgg` ({} is missing)",
+                    DEFAULT_VGG19_WEIGHTS
+                ));
+                None
+            }
+        }
+    };
     if let Some(dir) = &config.log_dir {
         std::fs::create_dir_all(dir).map_err(|source| Error::Write {
             path: dir.clone(),
@@ -120,11 +161,12 @@ pub fn prepare(launch: Launch) -> Result<Prepared> {
         n_threads: stream_threads(threads),
         ..Default::default()
     };
+    let n_photos = train_files.len();
     let stream = match &resume {
         Some(checkpoint) => {
-            datasets::PhotoStream::resume(stream_config, photos.files, checkpoint.data_state)?
+            datasets::PhotoStream::resume(stream_config, train_files, checkpoint.data_state)?
         }
-        None => datasets::PhotoStream::new(stream_config, photos.files)?,
+        None => datasets::PhotoStream::new(stream_config, train_files)?,
     };
     if device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(true);
@@ -148,5 +190,47 @@ pub fn prepare(launch: Launch) -> Result<Prepared> {
         sample,
         n_photos,
         photo_warnings: photos.warnings,
+        validation,
+        validation_photos,
+        validation_note,
     })
+}
+
+/// The training folder's photos split into (trained on, validation photos, why there is no
+/// validation): the validation photos are those held out of the folder, or at most 8 of the
+/// `--val-data` folder, evenly spaced; a training photo that is also a validation photo is
+/// left out of training.
+fn validation_split(
+    config: &TrainConfig,
+    files: Vec<PathBuf>,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>, Option<String>)> {
+    let Some(dir) = &config.val_data else {
+        let n_photos = files.len();
+        let (train, held) = validation::split(files, config.val_holdout);
+        let note = held.is_empty().then(|| {
+            if n_photos < MIN_PHOTOS_FOR_HOLDOUT {
+                format!(
+                    "no validation: {n_photos} photos are too few to hold some out ({MIN_PHOTOS_FOR_HOLDOUT} needed); give --val-data DIR"
+                )
+            } else {
+                "no validation: the checkpoint's run holds no photos out".to_string()
+            }
+        });
+        return Ok((train, held, note));
+    };
+    let found = datasets::find_photos(dir)?.files;
+    let n_val = found.len().min(MAX_HOLDOUT);
+    let (_, val) = validation::split(found, n_val);
+    let same_file = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    let train = files
+        .into_iter()
+        .filter(|file| !val.iter().any(|v| same_file(file, v)))
+        .collect();
+    let note = val
+        .is_empty()
+        .then(|| format!("no validation: {} holds no photos", dir.display()));
+    Ok((train, val, note))
 }

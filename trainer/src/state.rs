@@ -329,18 +329,48 @@ impl Trainer {
         let n_content = self.content_taps.len();
         let content_features: Vec<Tensor> = features[..n_content].iter().map(widen).collect();
         let content_targets: Vec<Tensor> = content_targets.iter().map(widen).collect();
-        let content =
-            loss::content_loss(&content_features, &content_targets) * config.content_weight;
+        let normalised = config.loss_convention.normalised();
+        let content = if normalised {
+            let relative =
+                content_features
+                    .iter()
+                    .zip(&content_targets)
+                    .map(|(feature, target)| {
+                        let scale = target
+                            .square()
+                            .mean(Kind::Float)
+                            .clamp_min(f64::MIN_POSITIVE);
+                        loss::content_loss(
+                            std::slice::from_ref(feature),
+                            std::slice::from_ref(target),
+                        ) / scale
+                    });
+            relative
+                .reduce(|total, term| total + term)
+                .unwrap_or_else(|| Tensor::from(0f32))
+        } else {
+            loss::content_loss(&content_features, &content_targets)
+        } * config.content_weight;
         let style_layers: Vec<Tensor> = features[n_content..]
             .iter()
             .zip(&self.style_grams[style_index])
             .zip(&config.style_layer_weights)
             .map(|((feature, target), &weight)| {
-                loss::style_loss(&[widen(feature)], std::slice::from_ref(target), &[weight])
-                    * config.style_weight
+                let layer = if normalised {
+                    loss::balanced_style_loss(&widen(feature), target)
+                } else {
+                    loss::style_loss(&[widen(feature)], std::slice::from_ref(target), &[1.0])
+                };
+                layer * (weight * config.style_weight)
             })
             .collect();
-        let tv = loss::tv_loss(&widen(&stylized)) * config.tv_weight;
+        // Balanced: neighbour differences of pixels in [0, 1].
+        let tv_scale = if normalised {
+            1.0 / (255.0 * 255.0)
+        } else {
+            1.0
+        };
+        let tv = loss::tv_loss(&widen(&stylized)) * (config.tv_weight * tv_scale);
         let mut total = &content + &tv;
         for term in &style_layers {
             total += term;
@@ -469,6 +499,14 @@ impl Trainer {
         extra.insert("precision".to_string(), config.precision.clone());
         extra.insert("style_taps".to_string(), config.style_taps.join(","));
         extra.insert("content_taps".to_string(), config.content_taps.join(","));
+        extra.insert(
+            "loss_convention".to_string(),
+            config.loss_convention.to_string(),
+        );
+        extra.insert(
+            "style_layer_weights".to_string(),
+            join_numbers(&config.style_layer_weights),
+        );
         if let Some(size) = config.style_size {
             extra.insert("style_size".to_string(), size.to_string());
         }
@@ -493,6 +531,14 @@ impl Trainer {
         self.model.save(path)?;
         Ok(())
     }
+}
+
+fn join_numbers(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn variables_in_order(model: &Model) -> Result<Vec<(String, Tensor)>> {
