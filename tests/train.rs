@@ -77,6 +77,13 @@ fn set<'a>(args: &mut Vec<&'a str>, flag: &'a str, value: &'a str) {
     }
 }
 
+/// Removes `flag` and its value from `args`.
+fn unset(args: &mut Vec<&str>, flag: &str) {
+    if let Some(at) = args.iter().position(|a| *a == flag) {
+        args.drain(at..at + 2);
+    }
+}
+
 fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -564,4 +571,74 @@ fn validation_losses_go_to_the_log_and_tensorboard() {
     // One row of the two 64x64 validation photos, stylized.
     let grid = board["images"]["val/swirls"].as_array().unwrap();
     assert_eq!(grid[0], serde_json::json!([2, 128, 64]));
+}
+
+/// `--extend builtin`: one model of 27 styles whose first 26 are the built-in network's to the
+/// bit (every weight, and the stylizations), and whose new style's loss falls while only its
+/// γ/β rows train.
+#[test]
+fn extending_the_builtin_network_keeps_its_styles_and_learns_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let vgg = random_vgg16(dir.path());
+    let (style, photos) = (asset("styles/swirls.png"), asset("photos"));
+    let output = dir.path().join("27.safetensors");
+    let log = dir.path().join("log.jsonl");
+    let mut args = small_run(path_str(&vgg), path_str(&output), &style, &photos);
+    unset(&mut args, "--arch");
+    set(&mut args, "--batch-size", "4");
+    args.extend([
+        "--extend",
+        "builtin",
+        "--steps",
+        "12",
+        "--log-every",
+        "1",
+        "--log-json",
+        path_str(&log),
+    ]);
+    let result = atelier(&args);
+    assert!(result.status.success(), "{}", stderr(&result));
+
+    let builtin = infer::builtin::load(Device::Cpu).unwrap();
+    let extended = models::Model::load(&output, Device::Cpu).unwrap();
+    let mut names = builtin.meta.styles.clone();
+    names.push("swirls".into());
+    assert_eq!(extended.meta.styles, names);
+    assert_eq!(extended.meta.spec.n_styles, 27);
+    let old = builtin.vars.variables();
+    for (name, tensor) in extended.vars.variables() {
+        let before = &old[&name];
+        let kept = if before.size() == tensor.size() {
+            tensor.shallow_clone()
+        } else {
+            tensor.narrow(0, 0, 26)
+        };
+        assert!(kept.equal(before), "{name} changed");
+    }
+    let photo = trainer::load_style_image(Path::new(&asset("photos/chelsea.png")), Some(64))
+        .unwrap()
+        .unsqueeze(0);
+    tch::no_grad(|| {
+        for style in 0..26 {
+            let run = |model: &models::Model| {
+                let params = model.net.single_style_params(style).unwrap();
+                model.net.forward(&photo, &params).unwrap()
+            };
+            assert!(
+                run(&extended).equal(&run(&builtin)),
+                "style {style} differs"
+            );
+        }
+    });
+
+    let style_at: Vec<f64> = read_json_lines(&log)
+        .iter()
+        .map(|line| line["style"].as_f64().unwrap())
+        .collect();
+    eprintln!("new style's loss: {style_at:.4?}");
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    assert!(
+        mean(&style_at[9..]) < 0.8 * mean(&style_at[..3]),
+        "{style_at:?}"
+    );
 }

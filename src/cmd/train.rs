@@ -130,6 +130,17 @@ pub struct Args {
     /// comes trained, with Magenta's weights, and is not trained here)
     #[arg(long, value_name = "ARCH", default_value = DEFAULT_ARCH, value_parser = arch)]
     arch: String,
+    /// Add the --style images as new styles to this multi-style model (`builtin`: the
+    /// built-in 26-style network): new conditional-norm rows start as the mean of its rows and
+    /// only they train, everything else frozen, so its own styles stay bit-identical (Dumoulin
+    /// et al. 2017). The output holds its styles and then the new ones. Learning rate 1e-2
+    /// unless --lr is given
+    #[arg(long, value_name = "MODEL")]
+    extend: Option<PathBuf>,
+    /// With --extend: after the --steps that train only the new rows, this many more steps
+    /// train every weight on the new styles (the old styles then change)
+    #[arg(long, value_name = "N", requires = "extend")]
+    extend_finetune_steps: Option<u64>,
     /// Seed of the weight initialisation, photo order and crops
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
     seed: u64,
@@ -238,6 +249,8 @@ impl Args {
             log_dir: self.log_dir.clone(),
             val_data: self.val_data.clone(),
             val_every: self.val_every,
+            extend: self.extend.clone(),
+            extend_finetune_steps: self.extend_finetune_steps,
         }
     }
 }
@@ -258,6 +271,17 @@ pub fn run(args: Args, given: &Given) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let resumed = resume.is_some();
+    // The model to extend (not needed on resume: the checkpoint holds every weight).
+    let base = match (&args.extend, resumed) {
+        (Some(path), false) => {
+            let source = (path != Path::new(infer::builtin::NAME) && path != Path::new("builtin"))
+                .then_some(path.as_path());
+            let loaded = infer::load_model(source, tch::Device::Cpu)
+                .with_context(|| format!("cannot extend {}", path.display()))?;
+            Some(loaded.model)
+        }
+        _ => None,
+    };
     let trainer::Prepared {
         config,
         precision,
@@ -275,6 +299,7 @@ pub fn run(args: Args, given: &Given) -> anyhow::Result<ExitCode> {
         force: args.force,
         device,
         threads: args.run.threads,
+        base,
     })?;
     if let Some(warning) = models::precision::bf16_speed_warning(precision, device) {
         eprintln!("atelier: warning: {warning}");
@@ -334,11 +359,20 @@ pub fn run(args: Args, given: &Given) -> anyhow::Result<ExitCode> {
     say(
         &bar,
         format!(
-            "training {} ({}, {} style{}) on {n_photos} photos for {} steps on {device:?} in {precision}",
+            "training {} ({}, {} style{}{}) on {n_photos} photos for {} steps on {device:?} in {precision}",
             config.output.display(),
             config.arch,
             config.style_names.len(),
             if config.style_names.len() == 1 { "" } else { "s" },
+            match &config.extend {
+                Some(base) => format!(
+                    " added to the {} of {}, only their rows trained for {} steps",
+                    config.extend_base_styles.len(),
+                    base.display(),
+                    config.frozen_steps()
+                ),
+                None => String::new(),
+            },
             config.n_steps
         ),
     );
@@ -486,6 +520,8 @@ mod tests {
             "--log-dir=logs",
             "--val-data=val",
             "--val-every=6",
+            "--extend=builtin",
+            "--extend-finetune-steps=5",
         ]);
         let expected = Overrides {
             style_images: vec![PathBuf::from("a.jpg")],
@@ -519,6 +555,8 @@ mod tests {
             log_dir: Some(PathBuf::from("logs")),
             val_data: Some(PathBuf::from("val")),
             val_every: Some(6),
+            extend: Some(PathBuf::from("builtin")),
+            extend_finetune_steps: Some(5),
         };
         assert_eq!(all, expected);
         // A value equal to the default still counts as given.

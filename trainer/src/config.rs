@@ -138,6 +138,17 @@ pub struct TrainConfig {
     /// Steps between validations.
     #[serde(default = "default_val_every")]
     pub val_every: u64,
+    /// The multi-style model this run adds its styles to (`builtin`: the built-in 26-style
+    /// network), as given; its weights start the run.
+    #[serde(default)]
+    pub extend: Option<PathBuf>,
+    /// The extended model's own styles, in row order; the new styles' rows follow them.
+    #[serde(default)]
+    pub extend_base_styles: Vec<String>,
+    /// Steps at the end of an extending run that train every weight (the old styles then
+    /// change); before them only the new styles' γ/β rows train.
+    #[serde(default)]
+    pub extend_finetune_steps: u64,
 }
 
 fn default_val_every() -> u64 {
@@ -145,6 +156,27 @@ fn default_val_every() -> u64 {
 }
 
 impl TrainConfig {
+    /// Styles of the network: those of an extended model, then the trained ones.
+    pub fn n_styles(&self) -> usize {
+        self.extend_base_styles.len() + self.style_images.len()
+    }
+
+    /// The network's style names, in row order.
+    pub fn model_style_names(&self) -> Vec<String> {
+        let mut names = self.extend_base_styles.clone();
+        names.extend(self.style_names.iter().cloned());
+        names
+    }
+
+    /// Steps that train only the new styles' rows of an extended model (0 otherwise).
+    pub fn frozen_steps(&self) -> u64 {
+        if self.extend.is_some() {
+            self.n_steps.saturating_sub(self.extend_finetune_steps)
+        } else {
+            0
+        }
+    }
+
     /// The learning rate at a (0-based) step.
     pub fn lr_at(&self, step: u64) -> f64 {
         match self.lr_decay_every {
@@ -212,7 +244,12 @@ impl TrainConfig {
 
 /// Style names from image file stems, suffixed `-2`, `-3`, ... where stems repeat.
 pub fn style_names(images: &[PathBuf]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
+    style_names_after(&[], images)
+}
+
+/// Like [`style_names`], also unlike every name of `existing` (an extended model's styles).
+pub fn style_names_after(existing: &[String], images: &[PathBuf]) -> Vec<String> {
+    let mut names: Vec<String> = existing.to_vec();
     for path in images {
         let stem = path
             .file_stem()
@@ -226,7 +263,7 @@ pub fn style_names(images: &[PathBuf]) -> Vec<String> {
         }
         names.push(name);
     }
-    names
+    names.split_off(existing.len())
 }
 
 #[cfg(test)]
@@ -237,5 +274,7 @@ mod tests {
     fn repeated_stems_get_suffixes() {
         let images = ["a/x.jpg", "b/x.png", "y.jpg"].map(PathBuf::from);
         assert_eq!(style_names(&images), ["x", "x-2", "y"]);
+        let existing = ["y".to_string(), "z".to_string()];
+        assert_eq!(style_names_after(&existing, &images), ["x", "x-2", "y-2"]);
     }
 }

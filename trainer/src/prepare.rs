@@ -27,6 +27,9 @@ pub struct Launch {
     pub device: Device,
     /// CPU threads asked for; the photo stream decodes with as many (at most 8).
     pub threads: Option<usize>,
+    /// The model `--extend` names, loaded (a fresh extending run needs it; a resumed one
+    /// does not).
+    pub base: Option<models::Model>,
 }
 
 /// A run ready for [`crate::run`].
@@ -67,6 +70,7 @@ pub fn prepare(launch: Launch) -> Result<Prepared> {
         force,
         device,
         threads,
+        base,
     } = launch;
     let data_dir = match (&resume, &overrides.data_dir) {
         (Some(checkpoint), _) => checkpoint.config.data_dir.clone(),
@@ -75,9 +79,22 @@ pub fn prepare(launch: Launch) -> Result<Prepared> {
     };
     let photos = datasets::find_photos(&data_dir)?;
     let n_found = photos.files.len();
-    let config = match &resume {
+    let mut config = match &resume {
         Some(checkpoint) => overrides.resumed(&checkpoint.config, n_found)?,
         None => overrides.fresh(n_found)?,
+    };
+    let base = match (&resume, &config.extend) {
+        (None, Some(path)) => {
+            let base = base.ok_or_else(|| {
+                Error::Flags(format!(
+                    "--extend {}: the model is not loaded",
+                    path.display()
+                ))
+            })?;
+            extend_config(&mut config, &base)?;
+            Some(base)
+        }
+        _ => None,
     };
     config.validate()?;
     let precision: Precision = config.precision.parse()?;
@@ -171,8 +188,8 @@ pub fn prepare(launch: Launch) -> Result<Prepared> {
     if device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(true);
     }
-    let trainer = match &resume {
-        Some(checkpoint) => Trainer::from_checkpoint(
+    let trainer = match (&resume, &base) {
+        (Some(checkpoint), _) => Trainer::from_checkpoint(
             config.clone(),
             checkpoint,
             &style_images,
@@ -180,7 +197,10 @@ pub fn prepare(launch: Launch) -> Result<Prepared> {
             device,
             precision,
         )?,
-        None => Trainer::new(config.clone(), &style_images, vgg, device, precision)?,
+        (None, Some(base)) => {
+            Trainer::extending(config.clone(), base, &style_images, vgg, device, precision)?
+        }
+        (None, None) => Trainer::new(config.clone(), &style_images, vgg, device, precision)?,
     };
     Ok(Prepared {
         config,
@@ -194,6 +214,34 @@ pub fn prepare(launch: Launch) -> Result<Prepared> {
         validation_photos,
         validation_note,
     })
+}
+
+/// An extending run takes the base model's architecture (a preset, with its styles) and names
+/// its new styles unlike the base's.
+fn extend_config(config: &mut TrainConfig, base: &models::Model) -> Result<()> {
+    let spec = &base.meta.spec;
+    let described = |what: &str| {
+        Error::Flags(format!(
+            "--extend {}: {what}",
+            config.extend.as_deref().unwrap_or(Path::new("")).display()
+        ))
+    };
+    if spec.style_vector_dim().is_some() {
+        return Err(described(
+            "its norms come from a style vector; extend a network with per-style norms",
+        ));
+    }
+    let preset = models::spec::Preset::ALL
+        .into_iter()
+        .find(|preset| preset.spec().with_styles(spec.n_styles) == *spec)
+        .ok_or_else(|| {
+            described("its architecture is none of the presets `atelier train` trains")
+        })?;
+    config.arch = preset.name().to_string();
+    config.extend_base_styles = base.meta.styles.clone();
+    config.style_names =
+        crate::config::style_names_after(&config.extend_base_styles, &config.style_images);
+    Ok(())
 }
 
 /// The training folder's photos split into (trained on, validation photos, why there is no

@@ -22,6 +22,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 4;
 /// Side of the square training crops.
 pub const DEFAULT_IMAGE_SIZE: i64 = 256;
 pub const DEFAULT_LR: f64 = 1e-3;
+/// Adam's learning rate when only an extended model's new γ/β rows train: they are a few
+/// thousand numbers of order 1, which 1e-3 moves too slowly for a run of minutes.
+pub const DEFAULT_EXTEND_LR: f64 = 1e-2;
 pub const DEFAULT_SEED: u64 = 42;
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
 pub const DEFAULT_LOG_EVERY: u64 = 10;
@@ -105,6 +108,9 @@ pub fn recipe(loss_net: VggKind, files: RunFiles, n_photos: usize) -> TrainConfi
         val_data: None,
         val_holdout: validation::default_holdout(n_photos),
         val_every: DEFAULT_CHECKPOINT_EVERY,
+        extend: None,
+        extend_base_styles: Vec::new(),
+        extend_finetune_steps: 0,
     }
 }
 
@@ -154,6 +160,10 @@ pub struct Overrides {
     /// Validation photos instead of some held out of the training folder.
     pub val_data: Option<PathBuf>,
     pub val_every: Option<u64>,
+    /// A multi-style model to add the styles to (`builtin` for the built-in one).
+    pub extend: Option<PathBuf>,
+    /// Steps after the γ/β-only ones that train every weight.
+    pub extend_finetune_steps: Option<u64>,
 }
 
 impl Overrides {
@@ -221,6 +231,28 @@ impl Overrides {
         }
         config.val_every = self.val_every.unwrap_or(config.checkpoint_every);
         config.n_steps = self.n_steps(n_photos - config.val_holdout, config.batch_size);
+        match &self.extend {
+            Some(base) => {
+                if self.arch.is_some() {
+                    return Err(Error::Flags(
+                        "--arch does not go with --extend: the extended network keeps its architecture"
+                            .into(),
+                    ));
+                }
+                config.extend = Some(base.clone());
+                config.extend_finetune_steps = self.extend_finetune_steps.unwrap_or(0);
+                config.n_steps += config.extend_finetune_steps;
+                if self.lr.is_none() {
+                    config.lr = DEFAULT_EXTEND_LR;
+                }
+            }
+            None if self.extend_finetune_steps.is_some() => {
+                return Err(Error::Flags(
+                    "--extend-finetune-steps needs --extend".into(),
+                ));
+            }
+            None => {}
+        }
         models::NetSpec::preset(&config.arch)?;
         Ok(config)
     }
@@ -279,6 +311,12 @@ impl Overrides {
             self.val_data.clone().map(Some),
             &saved.val_data,
         )?;
+        same("--extend", self.extend.clone().map(Some), &saved.extend)?;
+        same(
+            "--extend-finetune-steps",
+            self.extend_finetune_steps,
+            &saved.extend_finetune_steps,
+        )?;
 
         let mut config = saved.clone();
         // A new output branches the run: its checkpoint goes with it, the old one is kept.
@@ -291,7 +329,7 @@ impl Overrides {
             config.n_steps = self.n_steps(
                 n_photos - saved.val_holdout.min(n_photos),
                 config.batch_size,
-            );
+            ) + saved.extend_finetune_steps;
         }
         set(&mut config.val_every, &self.val_every);
         if let Some(precision) = self.precision {
@@ -476,6 +514,41 @@ mod tests {
         .unwrap();
         assert_eq!(val.val_data, Some(PathBuf::from("val")));
         assert_eq!((val.val_holdout, val.val_every, val.n_steps), (0, 3, 15));
+    }
+
+    #[test]
+    fn an_extending_run_adds_its_finetune_steps_and_a_faster_rate() {
+        let extend = Overrides {
+            extend: Some(PathBuf::from("builtin")),
+            steps: Some(100),
+            extend_finetune_steps: Some(20),
+            ..given_files()
+        };
+        let config = extend.fresh(100).unwrap();
+        assert_eq!(config.extend, Some(PathBuf::from("builtin")));
+        assert_eq!((config.n_steps, config.frozen_steps()), (120, 100));
+        assert_eq!(config.lr, DEFAULT_EXTEND_LR);
+        let resumed = Overrides {
+            steps: Some(200),
+            ..Overrides::default()
+        }
+        .resumed(&config, 100)
+        .unwrap();
+        assert_eq!((resumed.n_steps, resumed.frozen_steps()), (220, 200));
+        let with_arch = Overrides {
+            arch: Some("johnson".into()),
+            ..extend.clone()
+        };
+        assert!(with_arch
+            .fresh(100)
+            .unwrap_err()
+            .to_string()
+            .contains("--arch"));
+        let finetune_alone = Overrides {
+            extend: None,
+            ..extend
+        };
+        assert!(finetune_alone.fresh(100).is_err());
     }
 
     #[test]

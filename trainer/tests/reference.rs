@@ -73,6 +73,9 @@ fn one_step_matches_pytorch() {
         val_data: None,
         val_holdout: 0,
         val_every: 1,
+        extend: None,
+        extend_base_styles: Vec::new(),
+        extend_finetune_steps: 0,
     };
     let style = trainer::load_style_image(&style_path, config.style_size).unwrap();
     let batch = Tensor::stack(&[photo("chelsea.png", 64), photo("rocket.jpg", 64)], 0);

@@ -51,6 +51,7 @@ fn held_out_photos_never_reach_a_training_batch() {
         force: false,
         device: Device::Cpu,
         threads: Some(1),
+        base: None,
     })
     .unwrap();
     // One in ten of 12 photos: one, from the middle of the sorted list.
