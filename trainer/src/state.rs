@@ -135,12 +135,7 @@ impl Trainer {
     ) -> Result<Self> {
         config.validate()?;
         tch::manual_seed(config.seed as i64);
-        let spec = NetSpec::preset(&config.arch)?.with_styles(config.n_styles());
-        let meta = ModelMeta {
-            spec,
-            styles: config.model_style_names(),
-            training: None,
-        };
+        let meta = model_meta(&config)?;
         // Initialise on the CPU so the same seed gives the same weights on every device.
         let initial = Model::new(meta.clone(), Device::Cpu)?;
         let mut model = Model::new(meta, device)?;
@@ -164,18 +159,13 @@ impl Trainer {
         config.validate()?;
         let n_base = config.extend_base_styles.len();
         let n_new = config.style_images.len() as i64;
-        let spec = NetSpec::preset(&config.arch)?.with_styles(config.n_styles());
+        let meta = model_meta(&config)?;
         if base.meta.spec != NetSpec::preset(&config.arch)?.with_styles(n_base) {
             return Err(Error::Config(format!(
                 "the extended model is no {} network of {n_base} styles",
                 config.arch
             )));
         }
-        let meta = ModelMeta {
-            spec,
-            styles: config.model_style_names(),
-            training: None,
-        };
         let mut model = Model::new(meta, device)?;
         let base_vars = base.vars.variables();
         let named = model
@@ -221,12 +211,7 @@ impl Trainer {
         precision: Precision,
     ) -> Result<Self> {
         config.validate()?;
-        let spec = NetSpec::preset(&config.arch)?.with_styles(config.n_styles());
-        let meta = ModelMeta {
-            spec,
-            styles: config.model_style_names(),
-            training: None,
-        };
+        let meta = model_meta(&config)?;
         let mut model = Model::new(meta, device)?;
         let weights = checkpoint
             .weights
@@ -646,6 +631,15 @@ impl Trainer {
         self.model.save(path)?;
         Ok(())
     }
+}
+
+/// The header of the network a run trains: its preset with every style of the run.
+fn model_meta(config: &TrainConfig) -> Result<ModelMeta> {
+    Ok(ModelMeta {
+        spec: NetSpec::preset(&config.arch)?.with_styles(config.n_styles()),
+        styles: config.model_style_names(),
+        training: None,
+    })
 }
 
 fn join_numbers(values: &[f64]) -> String {

@@ -9,12 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
-use image::imageops::FilterType;
 use models::eval::{self, Measurement, StyleTarget, Yardstick};
 use models::vgg::{Vgg, VggKind};
 use tch::{Device, Tensor};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::state::Trainer;
 
 /// Fewest photos in the training folder from which some are held out by default.
@@ -55,29 +54,12 @@ pub fn split(files: Vec<PathBuf>, n_held: usize) -> (Vec<PathBuf>, Vec<PathBuf>)
 
 /// A validation photo: the centre `side`² square after resizing the shorter side to `side`.
 pub fn load_photo(path: &Path, side: i64) -> Result<Tensor> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let image = models::pixels::decode(&bytes).map_err(|e| Error::Image {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let side_px = side.max(1) as u32;
-    let (w, h) = (image.width().max(1) as f64, image.height().max(1) as f64);
-    let scale = side as f64 / w.min(h);
-    let (new_w, new_h) = (
-        ((w * scale).round() as u32).max(side_px),
-        ((h * scale).round() as u32).max(side_px),
-    );
-    let resized = image.resize_exact(new_w, new_h, FilterType::Lanczos3);
-    let cropped = resized.crop_imm(
-        (new_w - side_px) / 2,
-        (new_h - side_px) / 2,
-        side_px,
-        side_px,
-    );
-    Ok(models::pixels::image_to_tensor(&cropped))
+    let image = crate::train::load_style_image(path, Some(side))?;
+    let (height, width) = (image.size()[1], image.size()[2]);
+    Ok(image
+        .narrow(1, (height - side) / 2, side)
+        .narrow(2, (width - side) / 2, side)
+        .contiguous())
 }
 
 /// The yardstick's losses on the validation photos, averaged over photos and styles.
