@@ -85,8 +85,9 @@ pub struct Args {
     /// Comma-separated weight per style layer. Default: 1 each
     #[arg(long, value_name = "WEIGHTS", value_delimiter = ',')]
     style_layer_weights: Option<Vec<f64>>,
-    /// How the loss terms are scaled: balanced (each term relative to its target's scale),
-    /// pytorch-examples or lengstrom (unnormalised, with those projects' weights as defaults)
+    /// How the loss terms are scaled: balanced (each term relative to the scale of what it
+    /// compares), pytorch-examples or lengstrom (unnormalised, with those projects' weights as
+    /// defaults)
     #[arg(long, value_name = "CONVENTION", default_value_t = DEFAULT_LOSS_CONVENTION)]
     loss_convention: LossConvention,
     /// Weight of the content loss. Default: 1 (balanced), 1e5 (pytorch-examples), 7.5
