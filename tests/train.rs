@@ -9,6 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use infer_support::random_vgg16;
+use models::vgg::{Vgg, VggKind};
+use tch::Device;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -69,12 +71,40 @@ fn set<'a>(args: &mut Vec<&'a str>, flag: &'a str, value: &'a str) {
     }
 }
 
+/// Removes `flag` and its value from `args`.
+fn unset(args: &mut Vec<&str>, flag: &str) {
+    if let Some(at) = args.iter().position(|a| *a == flag) {
+        args.drain(at..at + 2);
+    }
+}
+
 fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// The scalars (`[step, value]`) and images (`[step, width, height]`) of a TensorBoard folder,
+/// by tag, as TensorBoard's own reader sees them.
+fn read_tensorboard(logs: &Path) -> serde_json::Value {
+    let script = r#"
+import json, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0, "images": 0})
+acc.Reload()
+tags = acc.Tags()
+out = {"scalars": {t: [[e.step, e.value] for e in acc.Scalars(t)] for t in tags["scalars"]},
+       "images": {t: [[e.step, e.width, e.height] for e in acc.Images(t)] for t in tags["images"]}}
+print(json.dumps(out))
+"#;
+    let read = Command::new(repo().join(".venv/bin/python"))
+        .args(["-c", script, path_str(logs)])
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", stderr(&read));
+    serde_json::from_slice(&read.stdout).unwrap()
 }
 
 #[test]
@@ -130,7 +160,9 @@ fn bad_inputs_fail_early_with_one_line() {
 
 #[test]
 fn thirty_steps_halve_the_style_loss() {
-    // 128×128 crops, batch 4 (each step sees all four bundled photos), the full network.
+    // 128×128 crops, batch 4 (each step sees all four bundled photos), the full network. The
+    // unnormalised losses show the first steps' progress; the balanced ones are bounded near
+    // their starting value while the output's Gram matrices are far from the style's.
     let dir = tempfile::tempdir().unwrap();
     let vgg = random_vgg16(dir.path());
     let output = dir.path().join("swirls.safetensors");
@@ -143,6 +175,7 @@ fn thirty_steps_halve_the_style_loss() {
         ("--arch", "johnson"),
         ("--style-size", "128"),
         ("--steps", "30"),
+        ("--loss-convention", "pytorch-examples"),
         ("--log-every", "1"),
         ("--log-json", path_str(&log)),
     ] {
@@ -312,22 +345,7 @@ fn multi_style_run_logs_to_tensorboard() {
         }
     }
 
-    let script = r#"
-import json, sys
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0, "images": 0})
-acc.Reload()
-tags = acc.Tags()
-out = {"scalars": {t: [[e.step, e.value] for e in acc.Scalars(t)] for t in tags["scalars"]},
-       "images": {t: [[e.step, e.width, e.height] for e in acc.Images(t)] for t in tags["images"]}}
-print(json.dumps(out))
-"#;
-    let read = Command::new(repo().join(".venv/bin/python"))
-        .args(["-c", script, path_str(&logs)])
-        .output()
-        .unwrap();
-    assert!(read.status.success(), "{}", stderr(&read));
-    let board: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    let board = read_tensorboard(&logs);
     let scalars = board["scalars"].as_object().unwrap();
     for tag in [
         "loss/content",
@@ -382,4 +400,239 @@ print(json.dumps(out))
             ]
         );
     }
+}
+
+/// Two identical runs, each in its own folder with the same relative paths, write
+/// byte-identical model files and checkpoints (the safetensors header in a fixed key order).
+#[test]
+fn identical_runs_write_identical_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let vgg = random_vgg16(dir.path());
+    let (style, photos) = (asset("styles/swirls.png"), asset("photos"));
+    let mut files = Vec::new();
+    for run in ["a", "b"] {
+        let folder = dir.path().join(run);
+        std::fs::create_dir(&folder).unwrap();
+        let mut args = small_run(path_str(&vgg), "model.safetensors", &style, &photos);
+        args.extend(["--steps", "2", "--checkpoint-every", "1"]);
+        let result = Command::new(env!("CARGO_BIN_EXE_atelier"))
+            .args(&args)
+            .current_dir(&folder)
+            .output()
+            .unwrap();
+        assert!(result.status.success(), "{}", stderr(&result));
+        files.push(
+            ["model.safetensors", "model.checkpoint.safetensors"]
+                .map(|name| std::fs::read(folder.join(name)).unwrap()),
+        );
+    }
+    assert!(files[0][0] == files[1][0], "the model files differ");
+    assert!(files[0][1] == files[1][1], "the checkpoints differ");
+    // And the file is still one that safetensors and atelier read.
+    let meta = models::file::read_meta(&dir.path().join("a/model.safetensors")).unwrap();
+    assert_eq!(meta.styles, ["swirls"]);
+}
+
+/// A finished run resumed with a new output, more steps and a new logging cadence: the new
+/// model and checkpoint go to the new name, the old checkpoint stays; a flag that changes the
+/// math is refused before any work, naming the flag.
+#[test]
+fn a_resumed_run_may_take_a_new_output_but_not_new_math() {
+    let dir = tempfile::tempdir().unwrap();
+    let vgg = random_vgg16(dir.path());
+    let (style, photos) = (asset("styles/swirls.png"), asset("photos"));
+    let first = dir.path().join("first.safetensors");
+    let checkpoint = dir.path().join("first.checkpoint.safetensors");
+    let mut args = small_run(path_str(&vgg), path_str(&first), &style, &photos);
+    args.extend(["--steps", "2"]);
+    let result = atelier(&args);
+    assert!(result.status.success(), "{}", stderr(&result));
+
+    let refused = atelier(&["train", "--resume", path_str(&checkpoint), "--lr", "0.5"]);
+    let message = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{message}");
+    assert!(
+        message.starts_with("atelier: error: --lr ") && message.contains("differs"),
+        "{message}"
+    );
+
+    let longer = dir.path().join("longer.safetensors");
+    let log = dir.path().join("longer.jsonl");
+    let result = atelier(&[
+        "train",
+        "--resume",
+        path_str(&checkpoint),
+        "-o",
+        path_str(&longer),
+        "--steps",
+        "4",
+        "--log-every",
+        "1",
+        "--log-json",
+        path_str(&log),
+        "--quiet",
+        "--threads",
+        "2",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let steps: Vec<u64> = read_json_lines(&log)
+        .iter()
+        .map(|line| line["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [3, 4]);
+    assert_eq!(
+        models::file::read_meta(&longer)
+            .unwrap()
+            .training
+            .unwrap()
+            .steps,
+        4
+    );
+    let branched = trainer::Checkpoint::load(&dir.path().join("longer.checkpoint.safetensors"));
+    assert_eq!(branched.unwrap().step, 4);
+    assert_eq!(trainer::Checkpoint::load(&checkpoint).unwrap().step, 2);
+    assert_eq!(
+        models::file::read_meta(&first)
+            .unwrap()
+            .training
+            .unwrap()
+            .steps,
+        2
+    );
+}
+
+/// Validation on a folder of its own: on every `--val-every` step (and the last), the
+/// yardstick's losses on the validation photos go to the JSON log and TensorBoard, with a grid
+/// of their stylizations; the loss network (and so the yardstick) is a random VGG-19 here.
+#[test]
+fn validation_losses_go_to_the_log_and_tensorboard() {
+    let dir = tempfile::tempdir().unwrap();
+    tch::manual_seed(0);
+    let vgg = dir.path().join("vgg19.safetensors");
+    let random = Vgg::random(VggKind::Vgg19, Device::Cpu);
+    models::file::save_safetensors(&vgg, &random.named_tensors(), &Default::default()).unwrap();
+    let val = dir.path().join("val");
+    std::fs::create_dir(&val).unwrap();
+    for name in ["chelsea.png", "rocket.jpg"] {
+        std::fs::copy(asset(&format!("photos/{name}")), val.join(name)).unwrap();
+    }
+    let (style, photos) = (asset("styles/swirls.png"), asset("photos"));
+    let output = dir.path().join("model.safetensors");
+    let (logs, json) = (dir.path().join("logs"), dir.path().join("log.jsonl"));
+    let mut args = small_run(path_str(&vgg), path_str(&output), &style, &photos);
+    set(&mut args, "--loss-net", "vgg19");
+    args.extend([
+        "--steps",
+        "3",
+        "--log-every",
+        "1",
+        "--val-data",
+        path_str(&val),
+        "--val-every",
+        "2",
+        "--log-json",
+        path_str(&json),
+        "--log-dir",
+        path_str(&logs),
+    ]);
+    let result = atelier(&args);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let lines = read_json_lines(&json);
+    let validated: Vec<u64> = lines
+        .iter()
+        .filter(|line| line.get("val").is_some())
+        .map(|line| line["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(validated, [2, 3]);
+    for line in lines.iter().filter(|line| line.get("val").is_some()) {
+        let val = &line["val"];
+        assert_eq!(val["photos"], 2);
+        for term in ["content", "style", "tv", "total"] {
+            let value = val[term].as_f64().unwrap();
+            assert!(value.is_finite() && value > 0.0, "{term}: {line}");
+        }
+    }
+    let board = read_tensorboard(&logs);
+    for tag in ["val/content", "val/style", "val/total"] {
+        let steps: Vec<u64> = board["scalars"][tag]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {tag}"))
+            .iter()
+            .map(|p| p[0].as_u64().unwrap())
+            .collect();
+        assert_eq!(steps, [2, 3], "{tag}");
+    }
+    // One row of the two 64x64 validation photos, stylized.
+    let grid = board["images"]["val/swirls"].as_array().unwrap();
+    assert_eq!(grid[0], serde_json::json!([2, 128, 64]));
+}
+
+/// `--extend builtin`: one model of 27 styles whose first 26 are the built-in network's to the
+/// bit (every weight, and the stylizations), and whose new style's loss falls while only its
+/// γ/β rows train.
+#[test]
+fn extending_the_builtin_network_keeps_its_styles_and_learns_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let vgg = random_vgg16(dir.path());
+    let (style, photos) = (asset("styles/swirls.png"), asset("photos"));
+    let output = dir.path().join("27.safetensors");
+    let log = dir.path().join("log.jsonl");
+    let mut args = small_run(path_str(&vgg), path_str(&output), &style, &photos);
+    unset(&mut args, "--arch");
+    set(&mut args, "--batch-size", "4");
+    args.extend([
+        "--extend",
+        "builtin",
+        "--steps",
+        "12",
+        "--log-every",
+        "1",
+        "--log-json",
+        path_str(&log),
+    ]);
+    let result = atelier(&args);
+    assert!(result.status.success(), "{}", stderr(&result));
+
+    let builtin = infer::builtin::load(Device::Cpu).unwrap();
+    let extended = models::Model::load(&output, Device::Cpu).unwrap();
+    let mut names = builtin.meta.styles.clone();
+    names.push("swirls".into());
+    assert_eq!(extended.meta.styles, names);
+    assert_eq!(extended.meta.spec.n_styles, 27);
+    let old = builtin.vars.variables();
+    for (name, tensor) in extended.vars.variables() {
+        let before = &old[&name];
+        let kept = if before.size() == tensor.size() {
+            tensor.shallow_clone()
+        } else {
+            tensor.narrow(0, 0, 26)
+        };
+        assert!(kept.equal(before), "{name} changed");
+    }
+    let photo = trainer::load_style_image(Path::new(&asset("photos/chelsea.png")), Some(64))
+        .unwrap()
+        .unsqueeze(0);
+    tch::no_grad(|| {
+        for style in 0..26 {
+            let run = |model: &models::Model| {
+                let params = model.net.single_style_params(style).unwrap();
+                model.net.forward(&photo, &params).unwrap()
+            };
+            assert!(
+                run(&extended).equal(&run(&builtin)),
+                "style {style} differs"
+            );
+        }
+    });
+
+    let style_at: Vec<f64> = read_json_lines(&log)
+        .iter()
+        .map(|line| line["style"].as_f64().unwrap())
+        .collect();
+    eprintln!("new style's loss: {style_at:.4?}");
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    assert!(
+        mean(&style_at[9..]) < 0.8 * mean(&style_at[..3]),
+        "{style_at:?}"
+    );
 }

@@ -67,8 +67,20 @@ pub struct TrainingSummary {
     pub date: String,
     pub atelier_version: String,
     /// Anything else worth keeping (learning rate, seed, source file of a conversion, ...).
-    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "HashMap::is_empty",
+        serialize_with = "sorted_map"
+    )]
     pub extra: HashMap<String, String>,
+}
+
+/// A map written in key order, so equal maps make equal files.
+fn sorted_map<S: serde::Serializer>(
+    map: &HashMap<String, String>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_map(map.iter().collect::<BTreeMap<_, _>>())
 }
 
 /// The header of a model file.
@@ -501,7 +513,32 @@ pub fn save_safetensors_quantized(
         &Some(header.clone()),
     )
     .map_err(|e| Error::InvalidSpec(format!("cannot serialise tensors: {e}")))?;
-    write_atomically(path, &data)
+    write_atomically(path, &with_sorted_header(data)?)
+}
+
+/// `safetensors::serialize` writes its JSON header from hash maps, in an order that changes
+/// from process to process; the same header with its keys sorted makes identical contents
+/// byte-identical files. Data offsets count from the end of the header, so they stand.
+fn with_sorted_header(data: Vec<u8>) -> Result<Vec<u8>> {
+    let bad = |reason: &str| Error::InvalidSpec(format!("cannot serialise tensors: {reason}"));
+    let length = data
+        .get(..8)
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| bad("no header"))? as usize;
+    let end = 8usize.saturating_add(length);
+    let header = data.get(8..end).ok_or_else(|| bad("a short header"))?;
+    let mut value: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| bad(&e.to_string()))?;
+    value.sort_all_objects();
+    let mut sorted = serde_json::to_vec(&value).map_err(|e| bad(&e.to_string()))?;
+    // safetensors pads its header with spaces to a multiple of 8 bytes, aligning the data.
+    sorted.resize(sorted.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + sorted.len() + data.len() - end);
+    out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+    out.extend_from_slice(&sorted);
+    out.extend_from_slice(&data[end..]);
+    Ok(out)
 }
 
 /// Writes `data` to a temporary file beside `path`, fsyncs it and renames it into place, so a

@@ -84,6 +84,18 @@ pub fn style_loss(features: &[Tensor], target_grams: &[Tensor], layer_weights: &
         }))
 }
 
+/// One style layer's loss relative to its scale (Atelier's balanced convention):
+/// `MSE(gram(features), target) / (mean(gram²) + mean(target²))`, the denominator held
+/// constant (no gradient flows through it). Near 1 while the two Gram matrices are far apart,
+/// whatever the layer, loss network or image size; near the target, half of the error
+/// relative to the target's mean square. A target `[1, C, C]` is broadcast against the batch.
+pub fn balanced_style_loss(features: &Tensor, target_gram: &Tensor) -> Tensor {
+    let gram = gram_for_symmetric_loss(features);
+    let error = gram.mse_loss(&target_gram.expand_as(&gram), Reduction::Mean);
+    let scale = gram.detach().square().mean(Kind::Float) + target_gram.square().mean(Kind::Float);
+    error / scale.clamp_min(f64::from(f32::MIN_POSITIVE))
+}
+
 /// Total variation: mean squared difference of vertical neighbours plus that of horizontal
 /// neighbours, on the scale of `image` (`[B, C, H, W]`).
 pub fn tv_loss(image: &Tensor) -> Tensor {

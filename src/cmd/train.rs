@@ -17,9 +17,9 @@ use indicatif::ProgressBar;
 use models::vgg::{Tap, VggKind};
 use trainer::recipe::{
     DEFAULT_ARCH, DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT_EVERY, DEFAULT_EPOCHS, DEFAULT_IMAGE_SIZE,
-    DEFAULT_LOG_EVERY, DEFAULT_LOSS_NET, DEFAULT_LR, DEFAULT_SEED,
+    DEFAULT_LOG_EVERY, DEFAULT_LOSS_CONVENTION, DEFAULT_LOSS_NET, DEFAULT_LR, DEFAULT_SEED,
 };
-use trainer::{Checkpoint, Event, Outcome, Overrides};
+use trainer::{Checkpoint, Event, LossConvention, Outcome, Overrides};
 
 use super::common::{progress_bar, RunArgs, STEPS};
 use super::exit::{self, DuringWork};
@@ -27,8 +27,14 @@ use super::exit::{self, DuringWork};
 #[derive(clap::Args)]
 #[command(
     after_help = "Loss conventions: images enter the VGG as RGB in [0, 255] (the VGG applies its own \
-preprocessing), Gram matrices are divided by c*h*w, squared errors are means, so pytorch/examples \
-weights carry over (content 1e5, style 1e10 with --loss-net vgg16).\n\n\
+preprocessing), Gram matrices are divided by c*h*w, squared errors are means. The default, \
+--loss-convention balanced, divides each style layer's Gram error by the mean squares of its two \
+Gram matrices (output and style) and \
+each content layer's error by its target features' mean square (TV on [0, 1] pixels), so every \
+layer starts near 1 and the weights mean the same for vgg16 and vgg19 and at any size. \
+--loss-convention pytorch-examples (with --loss-net vgg16) and lengstrom (with vgg19) are those \
+projects' unnormalised losses and recipes exactly; docs/training.md says how to carry weights \
+between them.\n\n\
 Example: atelier train --style starry.jpg --data train2014/ -o starry.safetensors --log-dir runs/starry"
 )]
 pub struct Args {
@@ -50,9 +56,11 @@ pub struct Args {
     #[arg(long)]
     force: bool,
     /// Continue a run from its checkpoint; the checkpoint holds the whole configuration, so
-    /// nothing else is needed. --steps/--epochs extend the run; logging, sampling, the
-    /// checkpoint folder and --precision may change; other training flags, if given, must
-    /// match
+    /// nothing else is needed. May change: -o (a new output branches the run, its checkpoint
+    /// goes beside it and the old one is kept), --steps/--epochs, logging, sampling,
+    /// validation cadence, the checkpoint cadence and folder, --precision. Flags that change
+    /// what is trained (losses, layers, data, batch, crops, learning rate, seed, network), if
+    /// given, must match
     #[arg(long, value_name = "CHECKPOINT")]
     resume: Option<PathBuf>,
 
@@ -75,13 +83,21 @@ pub struct Args {
     /// Comma-separated weight per style layer. Default: 1 each
     #[arg(long, value_name = "WEIGHTS", value_delimiter = ',')]
     style_layer_weights: Option<Vec<f64>>,
-    /// Weight of the content loss. Default: 1e5 for vgg16, 7.5 for vgg19
+    /// How the loss terms are scaled: balanced (each term relative to the scale of what it
+    /// compares), pytorch-examples or lengstrom (unnormalised, with those projects' weights as
+    /// defaults)
+    #[arg(long, value_name = "CONVENTION", default_value_t = DEFAULT_LOSS_CONVENTION)]
+    loss_convention: LossConvention,
+    /// Weight of the content loss. Default: 1 (balanced), 1e5 (pytorch-examples), 7.5
+    /// (lengstrom)
     #[arg(long, value_name = "W")]
     content_weight: Option<f64>,
-    /// Weight of the style loss. Default: 1e10 for vgg16, 100 for vgg19
+    /// Weight of the style loss. Default: 10 (balanced), 1e10 (pytorch-examples), 100
+    /// (lengstrom)
     #[arg(long, value_name = "W")]
     style_weight: Option<f64>,
-    /// Weight of the total-variation loss. Default: 0 for vgg16, 200 for vgg19
+    /// Weight of the total-variation loss. Default: 5 (balanced), 0 (pytorch-examples), 200
+    /// (lengstrom)
     #[arg(long, value_name = "W")]
     tv_weight: Option<f64>,
 
@@ -113,6 +129,17 @@ pub struct Args {
     /// comes trained, with Magenta's weights, and is not trained here)
     #[arg(long, value_name = "ARCH", default_value = DEFAULT_ARCH, value_parser = arch)]
     arch: String,
+    /// Add the --style images as new styles to this multi-style model (`builtin`: the
+    /// built-in 26-style network): new conditional-norm rows start as the mean of its rows and
+    /// only they train, everything else frozen, so its own styles stay bit-identical (Dumoulin
+    /// et al. 2017). The output holds its styles and then the new ones. Learning rate 1e-2
+    /// unless --lr is given
+    #[arg(long, value_name = "MODEL")]
+    extend: Option<PathBuf>,
+    /// With --extend: after the --steps that train only the new rows, this many more steps
+    /// train every weight on the new styles (the old styles then change)
+    #[arg(long, value_name = "N", requires = "extend")]
+    extend_finetune_steps: Option<u64>,
     /// Seed of the weight initialisation, photo order and crops
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SEED)]
     seed: u64,
@@ -132,6 +159,16 @@ pub struct Args {
     /// Steps between samples (default: --checkpoint-every)
     #[arg(long, value_name = "N")]
     sample_every: Option<u64>,
+    /// Folder of validation photos (at most 8, evenly spaced, are used; any that is also in
+    /// --data is not trained on). Default: one photo in ten of --data, at most 8, held out and
+    /// never trained on (none with under 10 photos)
+    #[arg(long, value_name = "DIR")]
+    val_data: Option<PathBuf>,
+    /// Steps between validations: the validation photos stylized and measured with the
+    /// `atelier eval` yardstick, to the progress line, the JSON log (`val`) and TensorBoard
+    /// (`val/*` scalars and a grid per style) [default: --checkpoint-every]
+    #[arg(long, value_name = "N")]
+    val_every: Option<u64>,
     /// Steps between reads of the losses for the progress line and logs
     #[arg(long, value_name = "N", default_value_t = DEFAULT_LOG_EVERY)]
     log_every: u64,
@@ -188,6 +225,7 @@ impl Args {
             content_taps: self.content_layers.clone(),
             style_taps: self.style_layers.clone(),
             style_layer_weights: self.style_layer_weights.clone(),
+            loss_convention: pick(given.flag("loss_convention"), &self.loss_convention),
             content_weight: self.content_weight,
             style_weight: self.style_weight,
             tv_weight: self.tv_weight,
@@ -208,6 +246,10 @@ impl Args {
             sample_every: self.sample_every,
             log_every: pick(given.flag("log_every"), &self.log_every),
             log_dir: self.log_dir.clone(),
+            val_data: self.val_data.clone(),
+            val_every: self.val_every,
+            extend: self.extend.clone(),
+            extend_finetune_steps: self.extend_finetune_steps,
         }
     }
 }
@@ -228,6 +270,17 @@ pub fn run(args: Args, given: &Given) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let resumed = resume.is_some();
+    // The model to extend (not needed on resume: the checkpoint holds every weight).
+    let base = match (&args.extend, resumed) {
+        (Some(path), false) => {
+            let source = (path != Path::new(infer::builtin::NAME) && path != Path::new("builtin"))
+                .then_some(path.as_path());
+            let loaded = infer::load_model(source, tch::Device::Cpu)
+                .with_context(|| format!("cannot extend {}", path.display()))?;
+            Some(loaded.model)
+        }
+        _ => None,
+    };
     let trainer::Prepared {
         config,
         precision,
@@ -236,12 +289,16 @@ pub fn run(args: Args, given: &Given) -> anyhow::Result<ExitCode> {
         sample,
         n_photos,
         photo_warnings,
+        validation,
+        validation_photos,
+        validation_note,
     } = trainer::prepare(trainer::Launch {
         overrides: args.overrides(given),
         resume,
         force: args.force,
         device,
         threads: args.run.threads,
+        base,
     })?;
     if let Some(warning) = models::precision::bf16_speed_warning(precision, device) {
         eprintln!("atelier: warning: {warning}");
@@ -271,30 +328,69 @@ pub fn run(args: Args, given: &Given) -> anyhow::Result<ExitCode> {
     for warning in &photo_warnings {
         say(&bar, format!("warning: {warning}"));
     }
+    match &validation_note {
+        Some(note) => say(&bar, format!("note: {note}")),
+        None => say(
+            &bar,
+            format!(
+                "validating every {} steps on {} photo{} never trained on: {}",
+                config.val_every,
+                validation_photos.len(),
+                if validation_photos.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                validation_photos
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    }
     say(
         &bar,
         format!(
-            "training {} ({}, {} style{}) on {n_photos} photos for {} steps on {device:?} in {precision}",
+            "training {} ({}, {} style{}{}) on {n_photos} photos for {} steps on {device:?} in {precision}",
             config.output.display(),
             config.arch,
             config.style_names.len(),
             if config.style_names.len() == 1 { "" } else { "s" },
+            match &config.extend {
+                Some(base) => format!(
+                    " added to the {} of {}, only their rows trained for {} steps",
+                    config.extend_base_styles.len(),
+                    base.display(),
+                    config.frozen_steps()
+                ),
+                None => String::new(),
+            },
             config.n_steps
         ),
     );
     let mut log_error = None;
+    // The latest validation, kept on the progress line between validations.
+    let mut last_val = String::new();
     let outcome = trainer::run(
         &mut trainer,
         &mut stream,
         sample.as_ref(),
+        validation.as_ref(),
         &signal,
         &mut |event| match event {
             Event::Started { step, .. } => bar.set_position(step),
             Event::Stepped { step } => bar.set_position(step),
             Event::Logged(report) => {
                 let l = &report.losses;
+                if let Some(val) = &report.validation {
+                    last_val = format!(
+                        "  val@{} content {:.3e} style {:.3e}",
+                        report.step, val.content, val.style
+                    );
+                }
                 bar.set_message(format!(
-                    "{:.1} img/s  content {:.3e}  style {:.3e}  tv {:.3e}  total {:.3e}",
+                    "{:.1} img/s  content {:.3e}  style {:.3e}  tv {:.3e}  total {:.3e}{last_val}",
                     report.images_per_sec, l.content, l.style, l.tv, l.total
                 ));
                 if let Some(file) = &mut json_log {
@@ -395,6 +491,7 @@ mod tests {
             "--content-layers=relu2_2",
             "--style-layers=relu1_2,relu2_2",
             "--style-layer-weights=1,2",
+            "--loss-convention=pytorch-examples",
             "--content-weight=1",
             "--style-weight=2",
             "--tv-weight=3",
@@ -414,6 +511,10 @@ mod tests {
             "--sample-every=4",
             "--log-every=2",
             "--log-dir=logs",
+            "--val-data=val",
+            "--val-every=6",
+            "--extend=builtin",
+            "--extend-finetune-steps=5",
         ]);
         let expected = Overrides {
             style_images: vec![PathBuf::from("a.jpg")],
@@ -424,6 +525,7 @@ mod tests {
             content_taps: Some(vec![Tap::Relu2_2]),
             style_taps: Some(vec![Tap::Relu1_2, Tap::Relu2_2]),
             style_layer_weights: Some(vec![1.0, 2.0]),
+            loss_convention: Some(LossConvention::PytorchExamples),
             content_weight: Some(1.0),
             style_weight: Some(2.0),
             tv_weight: Some(3.0),
@@ -444,6 +546,10 @@ mod tests {
             sample_every: Some(4),
             log_every: Some(2),
             log_dir: Some(PathBuf::from("logs")),
+            val_data: Some(PathBuf::from("val")),
+            val_every: Some(6),
+            extend: Some(PathBuf::from("builtin")),
+            extend_finetune_steps: Some(5),
         };
         assert_eq!(all, expected);
         // A value equal to the default still counts as given.
@@ -456,6 +562,7 @@ mod tests {
         for bad in [
             ["--content-layers", "relu9_9"],
             ["--loss-net", "vgg11"],
+            ["--loss-convention", "johnson"],
             ["--arch", "resnet"],
             ["--arch", "arbitrary"],
             ["--precision", "f8"],

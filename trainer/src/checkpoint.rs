@@ -121,7 +121,7 @@ impl Checkpoint {
         let mut tensors: HashMap<String, Tensor> = models::file::parse_safetensors(path, bytes)?
             .into_iter()
             .collect();
-        let spec = models::NetSpec::preset(&config.arch)?.with_styles(config.style_images.len());
+        let spec = models::NetSpec::preset(&config.arch)?.with_styles(config.n_styles());
         let mut take = |name: &str| {
             tensors
                 .remove(name)

@@ -15,9 +15,10 @@ pub mod run;
 mod samples;
 pub mod state;
 pub mod train;
+pub mod validation;
 
 pub use checkpoint::Checkpoint;
-pub use config::TrainConfig;
+pub use config::{LossConvention, TrainConfig};
 pub use error::{Error, Result};
 pub use prepare::{prepare, Launch, Prepared};
 pub use recipe::{recipe, Overrides, RunFiles};

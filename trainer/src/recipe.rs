@@ -9,8 +9,9 @@ use models::vgg::{Tap, VggKind};
 use models::Precision;
 
 use crate::checkpoint;
-use crate::config::{style_names, TrainConfig};
+use crate::config::{style_names, LossConvention, TrainConfig};
 use crate::error::{Error, Result};
+use crate::validation;
 
 /// Where `make vgg` puts the VGG-19 weights: the loss-network weights used when none are given.
 pub const DEFAULT_VGG19_WEIGHTS: &str = "weights/vgg19.safetensors";
@@ -21,17 +22,28 @@ pub const DEFAULT_BATCH_SIZE: usize = 4;
 /// Side of the square training crops.
 pub const DEFAULT_IMAGE_SIZE: i64 = 256;
 pub const DEFAULT_LR: f64 = 1e-3;
+/// Adam's learning rate when only an extended model's new γ/β rows train: they are a few
+/// thousand numbers of order 1, which 1e-3 moves too slowly for a run of minutes.
+pub const DEFAULT_EXTEND_LR: f64 = 1e-2;
 pub const DEFAULT_SEED: u64 = 42;
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
 pub const DEFAULT_LOG_EVERY: u64 = 10;
 
-/// The loss weights (content, style, total variation) of the published recipe for a loss
-/// network whose conventions equal ours (0-255 inputs, Gram / (c*h*w), mean squared errors):
-/// pytorch/examples for VGG-16, lengstrom/fast-style-transfer for VGG-19.
-pub fn loss_weights(loss_net: VggKind) -> (f64, f64, f64) {
-    match loss_net {
-        VggKind::Vgg16 => (1e5, 1e10, 0.0),
-        VggKind::Vgg19 => (7.5, 100.0, 200.0),
+pub const DEFAULT_LOSS_CONVENTION: LossConvention = LossConvention::Balanced;
+
+/// The loss weights (content, style, total variation) of a convention, the same for either
+/// loss network. For the unnormalised conventions they are the published recipes
+/// (pytorch/examples `fast_neural_style` with VGG-16, lengstrom/fast-style-transfer with
+/// VGG-19). The balanced ones carry over the hand-tuned CPU recipe of the unnormalised losses
+/// (content 7.5, style 20 × layers 500, 12, 30, 1, 1000 with the Caffe VGG-19, swirls): in
+/// balanced terms (docs/training.md) its layers weigh 1 to 16 times the content near the
+/// style, most of them 14 to 16, and 10 is their middle; the TV weight is lengstrom's 200 on
+/// [0, 1] pixels, on the same content scale.
+pub fn loss_weights(convention: LossConvention) -> (f64, f64, f64) {
+    match convention {
+        LossConvention::Balanced => (1.0, 10.0, 5.0),
+        LossConvention::PytorchExamples => (1e5, 1e10, 0.0),
+        LossConvention::Lengstrom => (7.5, 100.0, 200.0),
     }
 }
 
@@ -50,12 +62,14 @@ pub fn steps_for_epochs(epochs: u64, n_photos: usize, batch_size: usize) -> u64 
     epochs * per_epoch
 }
 
-/// The recipe for `loss_net`: its published loss weights and layers, and Atelier's defaults for
-/// everything else (batch 4 of 256² crops, Adam at 1e-3, 2 epochs over `n_photos`, seed 42, a
-/// checkpoint every 1000 steps, losses read every 10, the `johnson` network, the VGG-19 weights
-/// from `make vgg`).
+/// The recipe for `loss_net`: its published layers, the balanced losses and their weights, and
+/// Atelier's defaults for everything else (batch 4 of 256² crops, Adam at 1e-3, 2 epochs over
+/// `n_photos`, seed 42, a checkpoint every 1000 steps, losses read every 10, a few photos held
+/// out of large folders and validated every 1000 steps, the `johnson` network, the VGG-19
+/// weights from `make vgg`).
 pub fn recipe(loss_net: VggKind, files: RunFiles, n_photos: usize) -> TrainConfig {
-    let (content_weight, style_weight, tv_weight) = loss_weights(loss_net);
+    let convention = DEFAULT_LOSS_CONVENTION;
+    let (content_weight, style_weight, tv_weight) = loss_weights(convention);
     let style_taps = tap_names(&loss_net.default_style_taps());
     TrainConfig {
         style_names: style_names(&files.style_images),
@@ -67,9 +81,14 @@ pub fn recipe(loss_net: VggKind, files: RunFiles, n_photos: usize) -> TrainConfi
         loss_weights: PathBuf::from(DEFAULT_VGG19_WEIGHTS),
         content_taps: tap_names(&loss_net.default_content_taps()),
         style_layer_weights: vec![1.0; style_taps.len()],
+        loss_convention: convention,
         style_taps,
         arch: DEFAULT_ARCH.to_string(),
-        n_steps: steps_for_epochs(DEFAULT_EPOCHS, n_photos, DEFAULT_BATCH_SIZE),
+        n_steps: steps_for_epochs(
+            DEFAULT_EPOCHS,
+            n_photos - validation::default_holdout(n_photos),
+            DEFAULT_BATCH_SIZE,
+        ),
         batch_size: DEFAULT_BATCH_SIZE,
         image_size: DEFAULT_IMAGE_SIZE,
         style_size: None,
@@ -86,6 +105,12 @@ pub fn recipe(loss_net: VggKind, files: RunFiles, n_photos: usize) -> TrainConfi
         sample_image: None,
         sample_every: DEFAULT_CHECKPOINT_EVERY,
         log_dir: None,
+        val_data: None,
+        val_holdout: validation::default_holdout(n_photos),
+        val_every: DEFAULT_CHECKPOINT_EVERY,
+        extend: None,
+        extend_base_styles: Vec::new(),
+        extend_finetune_steps: 0,
     }
 }
 
@@ -95,8 +120,8 @@ fn tap_names(taps: &[Tap]) -> Vec<String> {
 
 /// The options given for a run, each `None` (or empty) where it was not given: on a fresh run
 /// they replace the recipe's defaults, on a resumed one they must agree with the checkpoint
-/// except those that only say how long the run is, how it is logged and sampled, where its
-/// checkpoint goes and its precision.
+/// except those that only say where the model goes, how long the run is, how it is logged and
+/// sampled, where its checkpoint goes and its precision.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
     pub style_images: Vec<PathBuf>,
@@ -107,6 +132,8 @@ pub struct Overrides {
     pub content_taps: Option<Vec<Tap>>,
     pub style_taps: Option<Vec<Tap>>,
     pub style_layer_weights: Option<Vec<f64>>,
+    /// Sets the loss scaling and, for the weights not given, that convention's defaults.
+    pub loss_convention: Option<LossConvention>,
     pub content_weight: Option<f64>,
     pub style_weight: Option<f64>,
     pub tv_weight: Option<f64>,
@@ -130,6 +157,13 @@ pub struct Overrides {
     pub sample_every: Option<u64>,
     pub log_every: Option<u64>,
     pub log_dir: Option<PathBuf>,
+    /// Validation photos instead of some held out of the training folder.
+    pub val_data: Option<PathBuf>,
+    pub val_every: Option<u64>,
+    /// A multi-style model to add the styles to (`builtin` for the built-in one).
+    pub extend: Option<PathBuf>,
+    /// Steps after the γ/β-only ones that train every weight.
+    pub extend_finetune_steps: Option<u64>,
 }
 
 impl Overrides {
@@ -167,6 +201,11 @@ impl Overrides {
             .style_layer_weights
             .clone()
             .unwrap_or_else(|| vec![1.0; config.style_taps.len()]);
+        if let Some(convention) = self.loss_convention {
+            config.loss_convention = convention;
+            (config.content_weight, config.style_weight, config.tv_weight) =
+                loss_weights(convention);
+        }
         set(&mut config.content_weight, &self.content_weight);
         set(&mut config.style_weight, &self.style_weight);
         set(&mut config.tv_weight, &self.tv_weight);
@@ -186,19 +225,45 @@ impl Overrides {
         config.sample_image = self.sample_image.clone();
         config.sample_every = self.sample_every.unwrap_or(config.checkpoint_every);
         config.log_dir = self.log_dir.clone();
-        config.n_steps = self.n_steps(n_photos, config.batch_size);
+        if self.val_data.is_some() {
+            config.val_data = self.val_data.clone();
+            config.val_holdout = 0;
+        }
+        config.val_every = self.val_every.unwrap_or(config.checkpoint_every);
+        config.n_steps = self.n_steps(n_photos - config.val_holdout, config.batch_size);
+        match &self.extend {
+            Some(base) => {
+                if self.arch.is_some() {
+                    return Err(Error::Flags(
+                        "--arch does not go with --extend: the extended network keeps its architecture"
+                            .into(),
+                    ));
+                }
+                config.extend = Some(base.clone());
+                config.extend_finetune_steps = self.extend_finetune_steps.unwrap_or(0);
+                config.n_steps += config.extend_finetune_steps;
+                if self.lr.is_none() {
+                    config.lr = DEFAULT_EXTEND_LR;
+                }
+            }
+            None if self.extend_finetune_steps.is_some() => {
+                return Err(Error::Flags(
+                    "--extend-finetune-steps needs --extend".into(),
+                ));
+            }
+            None => {}
+        }
         models::NetSpec::preset(&config.arch)?;
         Ok(config)
     }
 
     /// A resumed run: the checkpoint's configuration `saved`. Options that change what is
-    /// computed must equal the saved ones (a resumed run is the same run); the run length,
-    /// logging, sampling, checkpoint folder and precision may change.
+    /// computed must equal the saved ones (a resumed run is the same run); the output, the run
+    /// length, logging, sampling, checkpoint folder and precision may change.
     pub fn resumed(&self, saved: &TrainConfig, n_photos: usize) -> Result<TrainConfig> {
         let given_styles = (!self.style_images.is_empty()).then(|| self.style_images.clone());
         same("--style", given_styles, &saved.style_images)?;
         same("--data", self.data_dir.clone(), &saved.data_dir)?;
-        same("--output", self.output.clone(), &saved.output)?;
         same(
             "--loss-net",
             self.loss_net.map(|kind| kind.to_string()),
@@ -215,6 +280,11 @@ impl Overrides {
             "--style-layer-weights",
             self.style_layer_weights.clone(),
             &saved.style_layer_weights,
+        )?;
+        same(
+            "--loss-convention",
+            self.loss_convention,
+            &saved.loss_convention,
         )?;
         same(
             "--content-weight",
@@ -235,11 +305,33 @@ impl Overrides {
         )?;
         same("--arch", self.arch.clone(), &saved.arch)?;
         same("--seed", self.seed, &saved.seed)?;
+        // Validation photos never train, so they decide which photos do.
+        same(
+            "--val-data",
+            self.val_data.clone().map(Some),
+            &saved.val_data,
+        )?;
+        same("--extend", self.extend.clone().map(Some), &saved.extend)?;
+        same(
+            "--extend-finetune-steps",
+            self.extend_finetune_steps,
+            &saved.extend_finetune_steps,
+        )?;
 
         let mut config = saved.clone();
-        if self.steps.is_some() || self.epochs.is_some() {
-            config.n_steps = self.n_steps(n_photos, config.batch_size);
+        // A new output branches the run: its checkpoint goes with it, the old one is kept.
+        if let Some(output) = self.output.as_ref().filter(|o| **o != saved.output) {
+            config.output = output.clone();
+            config.checkpoint_path =
+                checkpoint::default_path(output, self.checkpoint_dir.as_deref());
         }
+        if self.steps.is_some() || self.epochs.is_some() {
+            config.n_steps = self.n_steps(
+                n_photos - saved.val_holdout.min(n_photos),
+                config.batch_size,
+            ) + saved.extend_finetune_steps;
+        }
+        set(&mut config.val_every, &self.val_every);
         if let Some(precision) = self.precision {
             config.precision = precision.to_string();
         }
@@ -275,7 +367,7 @@ fn set<T: Clone>(slot: &mut T, given: &Option<T>) {
 fn same<T: PartialEq + Debug>(flag: &str, given: Option<T>, saved: &T) -> Result<()> {
     match given {
         Some(value) if value != *saved => Err(Error::Flags(format!(
-            "{flag} {value:?} differs from the checkpoint's {saved:?}; a resumed run keeps its configuration"
+            "{flag} {value:?} differs from the checkpoint's {saved:?}; it changes what is trained, so a resumed run keeps the checkpoint's (start a new run to change it)"
         ))),
         _ => Ok(()),
     }
@@ -310,8 +402,23 @@ mod tests {
     fn the_recipe_holds_each_loss_networks_published_defaults() {
         let vgg19 = given_files().fresh(100).unwrap();
         assert_eq!(vgg19.loss_net, "vgg19");
+        assert_eq!(vgg19.loss_convention, LossConvention::Balanced);
         assert_eq!(
             (vgg19.content_weight, vgg19.style_weight, vgg19.tv_weight),
+            (1.0, 10.0, 5.0)
+        );
+        let lengstrom = Overrides {
+            loss_convention: Some(LossConvention::Lengstrom),
+            ..given_files()
+        }
+        .fresh(100)
+        .unwrap();
+        assert_eq!(
+            (
+                lengstrom.content_weight,
+                lengstrom.style_weight,
+                lengstrom.tv_weight
+            ),
             (7.5, 100.0, 200.0)
         );
         assert_eq!(vgg19.content_taps, ["relu4_2"]);
@@ -325,8 +432,10 @@ mod tests {
             (vgg19.batch_size, vgg19.image_size, vgg19.lr, vgg19.seed),
             (4, 256, 1e-3, 42)
         );
-        // 2 epochs of 100 photos in batches of 4.
-        assert_eq!(vgg19.n_steps, 50);
+        // 8 of 100 photos held out for validation; 2 epochs of 92 in batches of 4.
+        assert_eq!((vgg19.val_data.clone(), vgg19.val_holdout), (None, 8));
+        assert_eq!(vgg19.val_every, 1000);
+        assert_eq!(vgg19.n_steps, 46);
         assert_eq!(
             (vgg19.checkpoint_every, vgg19.sample_every, vgg19.log_every),
             (1000, 1000, 10)
@@ -346,14 +455,18 @@ mod tests {
         let vgg16 = Overrides {
             loss_net: Some(VggKind::Vgg16),
             loss_weights: Some(PathBuf::from("vgg16.pth")),
+            loss_convention: Some(LossConvention::PytorchExamples),
+            // A weight given wins over the convention's.
+            tv_weight: Some(1.0),
             ..given_files()
         }
         .fresh(100)
         .unwrap();
         assert_eq!(
             (vgg16.content_weight, vgg16.style_weight, vgg16.tv_weight),
-            (1e5, 1e10, 0.0)
+            (1e5, 1e10, 1.0)
         );
+        assert_eq!(vgg16.loss_convention, LossConvention::PytorchExamples);
         assert_eq!(vgg16.content_taps, ["relu2_2"]);
         assert_eq!(
             vgg16.style_taps,
@@ -377,8 +490,9 @@ mod tests {
         assert_eq!(config.style_taps, ["relu1_1", "relu2_1"]);
         // One weight per given style tap, and the sampling interval follows the checkpoints.
         assert_eq!(config.style_layer_weights, [1.0, 1.0]);
-        assert_eq!(config.sample_every, 7);
-        assert_eq!(config.n_steps, 3 * 5);
+        assert_eq!((config.sample_every, config.val_every), (7, 7));
+        // One of 10 photos held out: 4 batches of 2 per epoch.
+        assert_eq!(config.n_steps, 3 * 4);
         assert_eq!(
             config.checkpoint_path,
             PathBuf::from("ckpt/model.checkpoint.safetensors")
@@ -387,9 +501,54 @@ mod tests {
         assert_eq!(config.arch, "johnson-half");
         let steps = Overrides {
             steps: Some(9),
-            ..overrides
+            ..overrides.clone()
         };
         assert_eq!(steps.fresh(10).unwrap().n_steps, 9);
+        // A validation folder of its own: no photo held out.
+        let val = Overrides {
+            val_data: Some(PathBuf::from("val")),
+            val_every: Some(3),
+            ..overrides
+        }
+        .fresh(10)
+        .unwrap();
+        assert_eq!(val.val_data, Some(PathBuf::from("val")));
+        assert_eq!((val.val_holdout, val.val_every, val.n_steps), (0, 3, 15));
+    }
+
+    #[test]
+    fn an_extending_run_adds_its_finetune_steps_and_a_faster_rate() {
+        let extend = Overrides {
+            extend: Some(PathBuf::from("builtin")),
+            steps: Some(100),
+            extend_finetune_steps: Some(20),
+            ..given_files()
+        };
+        let config = extend.fresh(100).unwrap();
+        assert_eq!(config.extend, Some(PathBuf::from("builtin")));
+        assert_eq!((config.n_steps, config.frozen_steps()), (120, 100));
+        assert_eq!(config.lr, DEFAULT_EXTEND_LR);
+        let resumed = Overrides {
+            steps: Some(200),
+            ..Overrides::default()
+        }
+        .resumed(&config, 100)
+        .unwrap();
+        assert_eq!((resumed.n_steps, resumed.frozen_steps()), (220, 200));
+        let with_arch = Overrides {
+            arch: Some("johnson".into()),
+            ..extend.clone()
+        };
+        assert!(with_arch
+            .fresh(100)
+            .unwrap_err()
+            .to_string()
+            .contains("--arch"));
+        let finetune_alone = Overrides {
+            extend: None,
+            ..extend
+        };
+        assert!(finetune_alone.fresh(100).is_err());
     }
 
     #[test]
@@ -429,9 +588,10 @@ mod tests {
     }
 
     #[test]
-    fn a_resumed_run_takes_run_length_logging_and_precision() {
+    fn a_resumed_run_takes_output_run_length_logging_and_precision() {
         let saved = given_files().fresh(100).unwrap();
         let changes = Overrides {
+            output: Some(PathBuf::from("branch/longer.safetensors")),
             steps: Some(500),
             precision: Some(Precision::Bf16),
             checkpoint_every: Some(50),
@@ -440,6 +600,7 @@ mod tests {
             sample_image: Some(PathBuf::from("sample.jpg")),
             log_dir: Some(PathBuf::from("runs")),
             checkpoint_dir: Some(PathBuf::from("elsewhere")),
+            val_every: Some(20),
             ..Overrides::default()
         };
         let config = changes.resumed(&saved, 100).unwrap();
@@ -455,9 +616,20 @@ mod tests {
         );
         assert_eq!(config.sample_image, Some(PathBuf::from("sample.jpg")));
         assert_eq!(config.log_dir, Some(PathBuf::from("runs")));
+        assert_eq!(config.val_every, 20);
+        assert_eq!(config.output, PathBuf::from("branch/longer.safetensors"));
         assert_eq!(
             config.checkpoint_path,
-            PathBuf::from("elsewhere/model.checkpoint.safetensors")
+            PathBuf::from("elsewhere/longer.checkpoint.safetensors")
+        );
+        // A new output without a checkpoint folder takes its checkpoint along.
+        let branch = Overrides {
+            output: Some(PathBuf::from("branch/longer.safetensors")),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            branch.resumed(&saved, 100).unwrap().checkpoint_path,
+            PathBuf::from("branch/longer.checkpoint.safetensors")
         );
         // Everything that shapes the math is the checkpoint's.
         let math = |c: &TrainConfig| {
@@ -471,12 +643,13 @@ mod tests {
             )
         };
         assert_eq!(math(&config), math(&saved));
-        // Epochs count over the photos now present, in the saved batch size.
+        // Epochs count over the photos now present less those held out, in the saved batch
+        // size.
         let epochs = Overrides {
             epochs: Some(4),
             ..Overrides::default()
         };
-        assert_eq!(epochs.resumed(&saved, 40).unwrap().n_steps, 40);
+        assert_eq!(epochs.resumed(&saved, 40).unwrap().n_steps, 32);
     }
 
     #[test]
@@ -527,6 +700,13 @@ mod tests {
             ),
             (
                 Overrides {
+                    loss_convention: Some(LossConvention::Lengstrom),
+                    ..Overrides::default()
+                },
+                "--loss-convention",
+            ),
+            (
+                Overrides {
                     tv_weight: Some(0.0),
                     ..Overrides::default()
                 },
@@ -538,6 +718,27 @@ mod tests {
                     ..Overrides::default()
                 },
                 "--seed",
+            ),
+            (
+                Overrides {
+                    data_dir: Some(PathBuf::from("other photos")),
+                    ..Overrides::default()
+                },
+                "--data",
+            ),
+            (
+                Overrides {
+                    val_data: Some(PathBuf::from("val")),
+                    ..Overrides::default()
+                },
+                "--val-data",
+            ),
+            (
+                Overrides {
+                    arch: Some("johnson-half".into()),
+                    ..Overrides::default()
+                },
+                "--arch",
             ),
         ];
         for (overrides, flag) in cases {

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::events::EventWriter;
 use crate::samples::write_samples;
 use crate::state::{LossValues, Trainer};
+use crate::validation::{ValLosses, Validation};
 
 /// What the loop reports to its caller (progress bar, JSON log).
 #[derive(Debug)]
@@ -42,6 +43,8 @@ pub struct StepReport {
     pub losses: LossValues,
     pub style_taps: Vec<String>,
     pub loss_scale: f64,
+    /// The yardstick's losses on the validation photos, on validation steps.
+    pub validation: Option<ValLosses>,
 }
 
 impl StepReport {
@@ -53,7 +56,7 @@ impl StepReport {
             .zip(&self.losses.style_layers)
             .map(|(tap, v)| (tap.clone(), serde_json::json!(v)))
             .collect();
-        serde_json::json!({
+        let mut line = serde_json::json!({
             "step": self.step,
             "n_steps": self.n_steps,
             "epoch": self.epoch,
@@ -64,7 +67,20 @@ impl StepReport {
             "style_layers": style,
             "tv": self.losses.tv,
             "total": self.losses.total,
-        })
+        });
+        if let (Some(val), Some(object)) = (&self.validation, line.as_object_mut()) {
+            object.insert(
+                "val".into(),
+                serde_json::json!({
+                    "content": val.content,
+                    "style": val.style,
+                    "tv": val.tv,
+                    "total": val.total,
+                    "photos": val.n_photos,
+                }),
+            );
+        }
+        line
     }
 }
 
@@ -81,12 +97,14 @@ pub enum Outcome {
     },
 }
 
-/// Runs the loop to `config.n_steps`: checkpoints, samples, TensorBoard, and a clean stop when
-/// `stop` holds a signal number (checked between steps). Writes the model at the end.
+/// Runs the loop to `config.n_steps`: checkpoints, samples, validation, TensorBoard, and a
+/// clean stop when `stop` holds a signal number (checked between steps). Writes the model at
+/// the end.
 pub fn run(
     trainer: &mut Trainer,
     stream: &mut datasets::PhotoStream,
     sample: Option<&Tensor>,
+    validation: Option<&Validation>,
     stop: &AtomicUsize,
     observe: &mut dyn FnMut(Event),
 ) -> Result<Outcome> {
@@ -105,6 +123,7 @@ pub fn run(
         log_every: config.log_every,
         checkpoint_every: config.checkpoint_every,
         sample_every: sample.map(|_| config.sample_every),
+        val_every: validation.map(|_| config.val_every),
     };
     let mut since_log = (Instant::now(), 0u64);
     while trainer.step < config.n_steps {
@@ -133,6 +152,10 @@ pub fn run(
                 return Err(Error::NonFinite { term, step });
             }
             let elapsed = since_log.0.elapsed().as_secs_f64();
+            let validated = match validation.filter(|_| due.validate) {
+                Some(validation) => Some(validation.run(trainer)?),
+                None => None,
+            };
             let report = StepReport {
                 step,
                 n_steps: config.n_steps,
@@ -142,11 +165,16 @@ pub fn run(
                 losses: values,
                 style_taps: style_taps.clone(),
                 loss_scale: trainer.loss_scale(),
+                validation: validated.as_ref().map(|v| v.losses.clone()),
             };
-            since_log = (Instant::now(), 0);
             if let Some(writer) = &mut events {
                 writer.scalars(step, &scalar_tags(&report))?;
+                for (style, grid) in validated.iter().flat_map(|v| &v.grids) {
+                    write_grid(writer, step, style, grid)?;
+                }
             }
+            // Validation time is not training time.
+            since_log = (Instant::now(), 0);
             observe(Event::Logged(&report));
         }
         if due.sample {
@@ -193,6 +221,8 @@ struct Cadence {
     checkpoint_every: u64,
     /// `None` without a sample image.
     sample_every: Option<u64>,
+    /// `None` without validation photos.
+    val_every: Option<u64>,
 }
 
 /// What the end of one step calls for.
@@ -201,6 +231,8 @@ struct Due {
     /// Read the losses back (and check them): logging, and before a sample or checkpoint.
     losses: bool,
     sample: bool,
+    /// Measure the validation photos (on a logging step).
+    validate: bool,
     checkpoint: bool,
     /// Return as interrupted after the checkpoint (a signal before the last step).
     stop: bool,
@@ -215,9 +247,17 @@ impl Cadence {
         let sample = self
             .sample_every
             .is_some_and(|every| step.is_multiple_of(every) || last);
+        let validate = self
+            .val_every
+            .is_some_and(|every| step.is_multiple_of(every) || last);
         Due {
-            losses: step.is_multiple_of(self.log_every) || checkpoint || sample || signalled,
+            losses: step.is_multiple_of(self.log_every)
+                || checkpoint
+                || sample
+                || validate
+                || signalled,
             sample,
+            validate,
             checkpoint: checkpoint || signalled,
             stop: signalled && !last,
         }
@@ -235,9 +275,30 @@ fn scalar_tags(report: &StepReport) -> Vec<(String, f64)> {
     for (tap, value) in report.style_taps.iter().zip(&losses.style_layers) {
         tags.push((format!("loss/style/{tap}"), *value));
     }
+    if let Some(val) = &report.validation {
+        tags.push(("val/content".to_string(), val.content));
+        tags.push(("val/style".to_string(), val.style));
+        tags.push(("val/tv".to_string(), val.tv));
+        tags.push(("val/total".to_string(), val.total));
+    }
     tags.push(("train/lr".to_string(), report.lr));
     tags.push(("train/images_per_sec".to_string(), report.images_per_sec));
     tags
+}
+
+/// A validation grid (`[3, H, W]`, 8-bit values) as the PNG image summary `val/<style>`.
+fn write_grid(writer: &mut EventWriter, step: u64, style: &str, grid: &Tensor) -> Result<()> {
+    let rgb = models::pixels::tensor_to_image(grid)?;
+    let png = crate::samples::encode_png(&rgb).map_err(|reason| Error::Image {
+        path: PathBuf::from(format!("val/{style}")),
+        reason,
+    })?;
+    writer.png_image(
+        step,
+        &format!("val/{style}"),
+        (rgb.width(), rgb.height()),
+        &png,
+    )
 }
 
 #[cfg(test)]
@@ -249,6 +310,7 @@ mod tests {
         log_every: 10,
         checkpoint_every: 25,
         sample_every: Some(20),
+        val_every: Some(15),
     };
 
     /// The steps of 1..=n_steps at which `what` holds.
@@ -260,15 +322,22 @@ mod tests {
 
     #[test]
     fn logs_samples_and_checkpoints_on_their_cadence_and_at_the_end() {
-        assert_eq!(steps(CADENCE, |due| due.losses), [10, 20, 25, 30, 40, 50]);
+        assert_eq!(
+            steps(CADENCE, |due| due.losses),
+            [10, 15, 20, 25, 30, 40, 45, 50]
+        );
         assert_eq!(steps(CADENCE, |due| due.sample), [20, 40, 50]);
         assert_eq!(steps(CADENCE, |due| due.checkpoint), [25, 50]);
+        assert_eq!(steps(CADENCE, |due| due.validate), [15, 30, 45, 50]);
+        assert!(steps(CADENCE, |due| due.validate && !due.losses).is_empty());
         assert_eq!(steps(CADENCE, |due| due.stop), [] as [u64; 0]);
         let unsampled = Cadence {
             sample_every: None,
+            val_every: None,
             ..CADENCE
         };
         assert_eq!(steps(unsampled, |due| due.sample), [] as [u64; 0]);
+        assert_eq!(steps(unsampled, |due| due.validate), [] as [u64; 0]);
         assert_eq!(steps(unsampled, |due| due.losses), [10, 20, 25, 30, 40, 50]);
     }
 
@@ -280,6 +349,7 @@ mod tests {
             Due {
                 losses: true,
                 sample: false,
+                validate: false,
                 checkpoint: true,
                 stop: true
             }

@@ -53,7 +53,7 @@ pub(crate) fn write_samples(
     Ok(paths)
 }
 
-fn encode_png(rgb: &image::RgbImage) -> std::result::Result<Vec<u8>, String> {
+pub(crate) fn encode_png(rgb: &image::RgbImage) -> std::result::Result<Vec<u8>, String> {
     let mut png = Vec::new();
     rgb.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| e.to_string())?;

@@ -112,6 +112,11 @@ pub struct Trainer {
     /// Per style, per style tap: the target Gram matrix `[1, C, C]`, f32.
     style_grams: Vec<Vec<Tensor>>,
     adam: Adam,
+    /// Styles of an extended model before the trained ones (0 for a network of its own): the
+    /// trained styles' rows follow theirs.
+    base_styles: usize,
+    /// Per parameter: whether it holds one γ or β row per style.
+    per_style_rows: Vec<bool>,
     /// Optimizer steps done.
     pub step: u64,
     loss_scale: f64,
@@ -130,17 +135,68 @@ impl Trainer {
     ) -> Result<Self> {
         config.validate()?;
         tch::manual_seed(config.seed as i64);
-        let spec = NetSpec::preset(&config.arch)?.with_styles(config.style_images.len());
-        let meta = ModelMeta {
-            spec,
-            styles: config.style_names.clone(),
-            training: None,
-        };
+        let meta = model_meta(&config)?;
         // Initialise on the CPU so the same seed gives the same weights on every device.
         let initial = Model::new(meta.clone(), Device::Cpu)?;
         let mut model = Model::new(meta, device)?;
         let named = variables_in_order(&initial)?;
         model.set_variables(Path::new("initialisation"), named)?;
+        Self::assemble(config, model, style_images, vgg, device, precision)
+    }
+
+    /// A run that adds its styles to `base`, a multi-style model of `config.arch` with the
+    /// styles `config.extend_base_styles` (Dumoulin et al. 2017, §5): every weight is the
+    /// base's, and each new style's γ/β rows start as the mean of the base's rows. Until
+    /// `config.frozen_steps()` only those rows train, so the old styles stay bit-identical.
+    pub fn extending(
+        config: TrainConfig,
+        base: &Model,
+        style_images: &[Tensor],
+        vgg: Vgg,
+        device: Device,
+        precision: Precision,
+    ) -> Result<Self> {
+        config.validate()?;
+        let n_base = config.extend_base_styles.len();
+        let n_new = config.style_images.len() as i64;
+        let meta = model_meta(&config)?;
+        if base.meta.spec != NetSpec::preset(&config.arch)?.with_styles(n_base) {
+            return Err(Error::Config(format!(
+                "the extended model is no {} network of {n_base} styles",
+                config.arch
+            )));
+        }
+        let mut model = Model::new(meta, device)?;
+        let base_vars = base.vars.variables();
+        let named = model
+            .meta
+            .spec
+            .variables()
+            .into_iter()
+            .map(|(name, shape)| {
+                let base_var = base_vars
+                    .get(&name)
+                    .ok_or_else(|| Error::Config(format!("the extended model has no `{name}`")))?
+                    .detach()
+                    .to_device(Device::Cpu);
+                if base_var.size() == shape {
+                    return Ok((name, base_var));
+                }
+                // γ/β: the base's rows (one row where the base had a single style), then the
+                // new styles' rows, their mean.
+                let rows = if base_var.dim() == 1 {
+                    base_var.unsqueeze(0)
+                } else {
+                    base_var
+                };
+                let channels = rows.size()[1];
+                let mean = rows
+                    .mean_dim(0, true, Kind::Float)
+                    .expand([n_new, channels], false);
+                Ok((name, Tensor::cat(&[rows, mean], 0)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        model.set_variables(Path::new("extended model"), named)?;
         Self::assemble(config, model, style_images, vgg, device, precision)
     }
 
@@ -155,12 +211,7 @@ impl Trainer {
         precision: Precision,
     ) -> Result<Self> {
         config.validate()?;
-        let spec = NetSpec::preset(&config.arch)?.with_styles(config.style_images.len());
-        let meta = ModelMeta {
-            spec,
-            styles: config.style_names.clone(),
-            training: None,
-        };
+        let meta = model_meta(&config)?;
         let mut model = Model::new(meta, device)?;
         let weights = checkpoint
             .weights
@@ -249,6 +300,12 @@ impl Trainer {
             None => master_params.iter().map(Tensor::shallow_clone).collect(),
         };
         let adam = Adam::new(&master_params);
+        let n_styles = config.n_styles() as i64;
+        let per_style_rows = master_params
+            .iter()
+            .map(|p| n_styles > 1 && p.dim() == 2 && p.size()[0] == n_styles)
+            .collect();
+        let base_styles = config.extend_base_styles.len();
         let mut trainer = Self {
             config,
             device,
@@ -263,6 +320,8 @@ impl Trainer {
             loss_taps,
             style_grams,
             adam,
+            base_styles,
+            per_style_rows,
             step: 0,
             loss_scale: if precision == Precision::F16 {
                 INITIAL_LOSS_SCALE
@@ -272,7 +331,25 @@ impl Trainer {
             steps_since_overflow: 0,
         };
         trainer.refresh_work_copy();
+        trainer.set_trainable();
         Ok(trainer)
+    }
+
+    /// Whether this step trains only the new styles' rows of an extended model.
+    fn frozen(&self) -> bool {
+        self.step < self.config.frozen_steps()
+    }
+
+    /// While frozen, the weights that are not per-style rows take no gradient at all (the
+    /// backward pass skips them); afterwards every weight trains.
+    fn set_trainable(&mut self) {
+        let frozen = self.frozen();
+        for (param, &rows) in self.work_params.iter_mut().zip(&self.per_style_rows) {
+            let trainable = !frozen || rows;
+            if param.requires_grad() != trainable {
+                let _ = param.set_requires_grad(trainable);
+            }
+        }
     }
 
     pub fn device(&self) -> Device {
@@ -313,7 +390,7 @@ impl Trainer {
         let kind = self.precision.kind();
         // Non-blocking from pinned memory on CUDA; a plain conversion on the CPU.
         let x = batch.to_device_(self.device, kind, self.device.is_cuda(), false);
-        let style_params = net.single_style_params(style_index)?;
+        let style_params = net.single_style_params(self.base_styles + style_index)?;
         let stylized = net.forward(&x, &style_params)?;
 
         // The loss network runs channels-last: oneDNN's convolutions take NHWC natively, and
@@ -329,18 +406,48 @@ impl Trainer {
         let n_content = self.content_taps.len();
         let content_features: Vec<Tensor> = features[..n_content].iter().map(widen).collect();
         let content_targets: Vec<Tensor> = content_targets.iter().map(widen).collect();
-        let content =
-            loss::content_loss(&content_features, &content_targets) * config.content_weight;
+        let normalised = config.loss_convention.normalised();
+        let content = if normalised {
+            let relative =
+                content_features
+                    .iter()
+                    .zip(&content_targets)
+                    .map(|(feature, target)| {
+                        let scale = target
+                            .square()
+                            .mean(Kind::Float)
+                            .clamp_min(f64::MIN_POSITIVE);
+                        loss::content_loss(
+                            std::slice::from_ref(feature),
+                            std::slice::from_ref(target),
+                        ) / scale
+                    });
+            relative
+                .reduce(|total, term| total + term)
+                .unwrap_or_else(|| Tensor::from(0f32))
+        } else {
+            loss::content_loss(&content_features, &content_targets)
+        } * config.content_weight;
         let style_layers: Vec<Tensor> = features[n_content..]
             .iter()
             .zip(&self.style_grams[style_index])
             .zip(&config.style_layer_weights)
             .map(|((feature, target), &weight)| {
-                loss::style_loss(&[widen(feature)], std::slice::from_ref(target), &[weight])
-                    * config.style_weight
+                let layer = if normalised {
+                    loss::balanced_style_loss(&widen(feature), target)
+                } else {
+                    loss::style_loss(&[widen(feature)], std::slice::from_ref(target), &[1.0])
+                };
+                layer * (weight * config.style_weight)
             })
             .collect();
-        let tv = loss::tv_loss(&widen(&stylized)) * config.tv_weight;
+        // Balanced: neighbour differences of pixels in [0, 1].
+        let tv_scale = if normalised {
+            1.0 / (255.0 * 255.0)
+        } else {
+            1.0
+        };
+        let tv = loss::tv_loss(&widen(&stylized)) * (config.tv_weight * tv_scale);
         let mut total = &content + &tv;
         for term in &style_layers {
             total += term;
@@ -356,6 +463,7 @@ impl Trainer {
     /// The f32 gradients of the current weights on `batch`, and the losses (for tests and the
     /// reference comparison; `step` does the same and then updates).
     pub fn gradients(&mut self, batch: &Tensor) -> Result<(StepLosses, Vec<Tensor>)> {
+        self.set_trainable();
         for param in &mut self.work_params {
             param.zero_grad();
         }
@@ -365,15 +473,27 @@ impl Trainer {
         } else {
             (&losses.total * self.loss_scale).backward();
         }
+        let frozen = self.frozen();
+        let old_rows = Tensor::arange(self.base_styles as i64, (Kind::Int64, self.device));
         let grads = self
             .work_params
             .iter()
-            .map(|p| {
+            .zip(&self.per_style_rows)
+            .map(|(p, &rows)| {
+                if !p.requires_grad() {
+                    // A frozen weight: zero moments, so Adam leaves it exactly as it is.
+                    return Tensor::zeros(p.size(), (Kind::Float, p.device()));
+                }
                 let grad = p.grad().to_kind(Kind::Float);
-                if self.loss_scale == 1.0 {
+                let grad = if self.loss_scale == 1.0 {
                     grad
                 } else {
                     grad / self.loss_scale
+                };
+                if frozen && rows && self.base_styles > 0 {
+                    grad.index_fill(0, &old_rows, 0.0)
+                } else {
+                    grad
                 }
             })
             .collect();
@@ -452,7 +572,10 @@ impl Trainer {
             .unsqueeze(0);
         (0..self.style_grams.len())
             .map(|style| {
-                let params = self.model.net.single_style_params(style)?;
+                let params = self
+                    .model
+                    .net
+                    .single_style_params(self.base_styles + style)?;
                 let y = tch::no_grad(|| self.model.net.forward(&x, &params))?;
                 Ok(y.squeeze_dim(0).clamp(0.0, 255.0))
             })
@@ -469,8 +592,23 @@ impl Trainer {
         extra.insert("precision".to_string(), config.precision.clone());
         extra.insert("style_taps".to_string(), config.style_taps.join(","));
         extra.insert("content_taps".to_string(), config.content_taps.join(","));
+        extra.insert(
+            "loss_convention".to_string(),
+            config.loss_convention.to_string(),
+        );
+        extra.insert(
+            "style_layer_weights".to_string(),
+            join_numbers(&config.style_layer_weights),
+        );
         if let Some(size) = config.style_size {
             extra.insert("style_size".to_string(), size.to_string());
+        }
+        if let Some(base) = &config.extend {
+            extra.insert("extends".to_string(), base.display().to_string());
+            extra.insert(
+                "extend_finetune_steps".to_string(),
+                config.extend_finetune_steps.to_string(),
+            );
         }
         self.model.meta.training = Some(TrainingSummary {
             style_images: config
@@ -493,6 +631,23 @@ impl Trainer {
         self.model.save(path)?;
         Ok(())
     }
+}
+
+/// The header of the network a run trains: its preset with every style of the run.
+fn model_meta(config: &TrainConfig) -> Result<ModelMeta> {
+    Ok(ModelMeta {
+        spec: NetSpec::preset(&config.arch)?.with_styles(config.n_styles()),
+        styles: config.model_style_names(),
+        training: None,
+    })
+}
+
+fn join_numbers(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn variables_in_order(model: &Model) -> Result<Vec<(String, Tensor)>> {

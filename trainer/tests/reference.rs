@@ -51,6 +51,7 @@ fn one_step_matches_pytorch() {
             .map(String::from)
             .to_vec(),
         style_layer_weights: vec![1.0, 0.5, 2.0, 1.0],
+        loss_convention: trainer::LossConvention::PytorchExamples,
         arch: "johnson".into(),
         n_steps: 1,
         batch_size: 2,
@@ -69,6 +70,12 @@ fn one_step_matches_pytorch() {
         sample_image: None,
         sample_every: 1,
         log_dir: None,
+        val_data: None,
+        val_holdout: 0,
+        val_every: 1,
+        extend: None,
+        extend_base_styles: Vec::new(),
+        extend_finetune_steps: 0,
     };
     let style = trainer::load_style_image(&style_path, config.style_size).unwrap();
     let batch = Tensor::stack(&[photo("chelsea.png", 64), photo("rocket.jpg", 64)], 0);
