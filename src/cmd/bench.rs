@@ -74,6 +74,9 @@ pub struct Args {
     /// Images per batch (infer, train, data)
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// The server's network workers (serve) [default: as `atelier serve`]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    workers: Option<usize>,
     #[command(flatten)]
     run: BenchRunArgs,
     /// Untimed runs first
@@ -357,11 +360,15 @@ fn serve_task(
     let (width, height) = (photo.width(), photo.height());
     let body =
         infer::image_io::encode(&photo, OutputFormat::Jpeg, 90).map_err(anyhow::Error::msg)?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| ::serve::Config::default_workers(device, args.run.threads));
     let config = ::serve::Config {
         bind: "127.0.0.1:0".into(),
         device,
         precision,
         threads: args.run.threads,
+        workers,
         ..Default::default()
     };
     let server = ::serve::Server::bind(config)?.spawn()?;
@@ -427,6 +434,7 @@ fn serve_task(
             "precision": precision.to_string(),
             "device": args.run.device.to_string(),
             "threads": args.run.threads,
+            "workers": workers,
             "server_batch": server_batch,
             "bare_images_per_second": bare,
             "levels": levels,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::common::{check_precision, RunArgs};
+use super::common::{at_least_one, check_precision, RunArgs};
 
 /// Serve the styles over HTTP: a page at / and a JSON/image API under /v1
 #[derive(clap::Args, Debug)]
@@ -22,6 +22,11 @@ pub struct Args {
     token: Option<String>,
     #[command(flatten)]
     run: RunArgs,
+    /// Network workers sharing the queue, each with its own copy of the networks and
+    /// --threads/N threads for its network calls [default: on the CPU one per thread, each
+    /// with one thread, so network calls overlap decoding and encoding; on CUDA 1]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    workers: Option<usize>,
     /// Most stylize requests in flight at once; more are answered 503 with Retry-After
     #[arg(long, default_value_t = 32, value_name = "N")]
     queue: usize,
@@ -108,6 +113,9 @@ fn config(args: Args) -> anyhow::Result<::serve::Config> {
         device,
         precision,
         threads,
+        workers: args
+            .workers
+            .unwrap_or_else(|| ::serve::Config::default_workers(device, threads)),
         queue: args.queue,
         max_batch: args.batch,
         batch_window: Duration::from_millis(args.batch_window),
