@@ -409,8 +409,9 @@ impl Worker {
 
     /// Waits for a job, then gathers the jobs of its kind that are pending, queued, or arrive
     /// within the window while other admitted requests are still decoding (with none on its
-    /// way, waiting would only add latency), up to `max_batch`. `None` once the queue is
-    /// closed and empty. Holds the intake throughout, so workers gather one after another.
+    /// way, waiting would only add latency), up to this worker's share (`share`). `None` once
+    /// the queue is closed and empty. Holds the intake throughout, so workers gather one after
+    /// another.
     fn next_batch(&self) -> Option<Vec<Taken>> {
         // A worker that panicked mid-gathering left the intake whole: jobs are moved, not split.
         let mut intake = self
@@ -431,7 +432,7 @@ impl Worker {
         let mut batch = vec![first];
         let mut kept = VecDeque::new();
         while let Some(taken) = pending.pop_front() {
-            if batch.len() < self.config.max_batch && taken.key == key {
+            if batch.len() < self.share(batch.len(), pending.len()) && taken.key == key {
                 batch.push(taken);
             } else {
                 kept.push_back(taken);
@@ -439,7 +440,7 @@ impl Worker {
         }
         *pending = kept;
         let deadline = Instant::now() + self.config.window;
-        while batch.len() < self.config.max_batch {
+        while batch.len() < self.share(batch.len(), pending.len()) {
             let job = match receiver.try_recv() {
                 Ok(job) => job,
                 Err(TryRecvError::Disconnected) => break,
@@ -466,6 +467,24 @@ impl Worker {
             }
         }
         Some(batch)
+    }
+
+    /// The most images this worker's next call takes: `max_batch`, or with several workers its
+    /// even part of the jobs in hand (`taken`), set aside, queued or decoding. A worker with
+    /// one intra-op thread gains little from a larger call, while the job it keeps from an idle
+    /// worker waits for the whole call: at 4 clients on 2 workers, one batch of 4 would leave
+    /// the other worker without work.
+    fn share(&self, taken: usize, pending: usize) -> usize {
+        if self.config.workers == 1 {
+            return self.config.max_batch;
+        }
+        let waiting = taken
+            + pending
+            + self.depth.load(Ordering::SeqCst)
+            + self.incoming.load(Ordering::SeqCst);
+        waiting
+            .div_ceil(self.config.workers)
+            .clamp(1, self.config.max_batch)
     }
 
     fn run_batch(&mut self, batch: Vec<Taken>) {
