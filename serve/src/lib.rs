@@ -92,6 +92,7 @@ impl Default for Config {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let workers = Self::default_workers(Device::Cpu, threads);
         Self {
             bind: "127.0.0.1:8080".into(),
             models_dir: None,
@@ -99,9 +100,9 @@ impl Default for Config {
             device: Device::Cpu,
             precision: Precision::F32,
             threads,
-            workers: Self::default_workers(Device::Cpu, threads),
+            workers,
             queue: 32,
-            max_batch: 4,
+            max_batch: Self::default_max_batch(Device::Cpu, threads, workers),
             batch_window: Duration::from_millis(5),
             timeout: Duration::from_secs(60),
             limits: Limits::default(),
@@ -117,6 +118,18 @@ impl Config {
         match device {
             Device::Cpu => threads.max(1),
             _ => 1,
+        }
+    }
+
+    /// One image per call for several CPU workers of one intra-op thread each, else 4. On one
+    /// thread a batch of 4 is slower per image than 4 calls of one (at 16 clients on 2 cores
+    /// the server reached 71% of the bare network with batches of up to 4 and 93% with one,
+    /// BENCHMARKS.md "Serve"); with a thread team or on CUDA a batch is faster per image.
+    pub fn default_max_batch(device: Device, threads: usize, workers: usize) -> usize {
+        if device == Device::Cpu && workers > 1 && threads / workers.max(1) <= 1 {
+            1
+        } else {
+            4
         }
     }
 }

@@ -319,10 +319,14 @@ fn serve_task(
     precision: Precision,
     (width, height): (i64, i64),
 ) -> anyhow::Result<ExitCode> {
-    let server_batch = ::serve::Config::default().max_batch;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| ::serve::Config::default_workers(device, args.run.threads));
+    let server_batch = ::serve::Config::default_max_batch(device, args.run.threads, workers);
     let stylizer = stylizer(infer::builtin::NAME, device, precision)?;
     let mut bare = 0f64;
-    for batch in [1, server_batch] {
+    // Batches of 4 as well whatever the server's batch is: the bare network's best.
+    for batch in [1, 4] {
         let input =
             Tensor::rand([batch as i64, 3, height, width], (Kind::Float, Device::Cpu)) * 255.0;
         // oneDNN builds its kernels for each new shape on the first calls.
@@ -360,15 +364,13 @@ fn serve_task(
     let (width, height) = (photo.width(), photo.height());
     let body =
         infer::image_io::encode(&photo, OutputFormat::Jpeg, 90).map_err(anyhow::Error::msg)?;
-    let workers = args
-        .workers
-        .unwrap_or_else(|| ::serve::Config::default_workers(device, args.run.threads));
     let config = ::serve::Config {
         bind: "127.0.0.1:0".into(),
         device,
         precision,
         threads: args.run.threads,
         workers,
+        max_batch: server_batch,
         ..Default::default()
     };
     let server = ::serve::Server::bind(config)?.spawn()?;
