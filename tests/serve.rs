@@ -475,6 +475,64 @@ fn thirty_two_concurrent_requests_are_all_answered() {
     assert!(metric(&metrics, "atelier_queue_depth") <= 1.0);
 }
 
+#[test]
+fn two_cpu_workers_answer_concurrent_requests_as_one_does() {
+    // One intra-op thread per worker in both servers and no batching: each answer is a
+    // deterministic function of its request, whichever worker ran it.
+    let single = Server::start(&["--workers", "1", "--threads", "1", "--batch", "1"], None);
+    let pair = Arc::new(Server::start(
+        &["--workers", "2", "--threads", "2", "--batch", "1"],
+        None,
+    ));
+    let photo = Arc::new(photo());
+    let paths: Vec<String> = (0..8)
+        .map(|style| format!("/v1/stylize?style={}&format=png&max_size=96", style * 3))
+        .collect();
+    let expected: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|path| {
+            let reply = post(&single, path, &photo);
+            assert_eq!(reply.image().width(), 96);
+            reply.body
+        })
+        .collect();
+    assert_ne!(expected[0], expected[1], "the styles differ");
+    let barrier = Arc::new(Barrier::new(paths.len()));
+    let threads: Vec<_> = paths
+        .iter()
+        .cloned()
+        .map(|path| {
+            let (server, photo, barrier) = (pair.clone(), photo.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                post(&server, &path, &photo)
+            })
+        })
+        .collect();
+    for ((thread, expected), path) in threads.into_iter().zip(&expected).zip(&paths) {
+        let reply = thread.join().unwrap();
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.batch, Some(1));
+        assert!(
+            &reply.body == expected,
+            "{path}: not the bytes one worker gives"
+        );
+    }
+    let metrics = String::from_utf8(get(&pair, "/metrics").body).unwrap();
+    assert_eq!(
+        metric(
+            &metrics,
+            "atelier_requests_total{route=\"/v1/stylize\",status=\"200\"}"
+        ),
+        paths.len() as f64
+    );
+}
+
 /// A small valid PNG file (8x8 pixels of data) whose header declares `width`x`height`.
 fn png_declaring(width: u32, height: u32) -> Vec<u8> {
     let mut bytes = small_png(8, 8);

@@ -1,11 +1,12 @@
 //! `atelier serve`: the styles over HTTP, as a JSON/image API and a page, on axum and tokio.
 //!
-//! One network worker thread per device owns the networks (`worker`); handlers on the tokio
-//! runtime check limits, decode and encode on blocking threads in plain Rust (`codec`) and
-//! hand host tensors to the worker through a bounded queue. A full queue answers 503 at once;
+//! Network worker threads own the networks (`worker`: on the CPU one per core, on CUDA one
+//! per device); handlers on the tokio runtime check limits, decode and encode on blocking
+//! threads in plain Rust (`codec`) and hand host tensors to the workers through one bounded
+//! queue. A full queue answers 503 at once;
 //! nothing is written to disk and no request names a server-side path.
 //!
-//! Invariants: depends on `models` and `infer` only; only the worker thread runs ATen's
+//! Invariants: depends on `models` and `infer` only; only worker threads run ATen's
 //! parallel kernels; every error a client sees is JSON `{"error": "..."}` with a 4xx/5xx status.
 
 mod app;
@@ -69,8 +70,12 @@ pub struct Config {
     pub token: Option<String>,
     pub device: Device,
     pub precision: Precision,
-    /// Threads of the network call, and of image decoding and encoding.
+    /// Threads of the network calls (split among the workers), and of image decoding and
+    /// encoding.
     pub threads: usize,
+    /// Network workers taking jobs from the one queue, each with its own copy of the networks
+    /// and `threads / workers` (at least 1) intra-op threads (`Config::default_workers`).
+    pub workers: usize,
     /// Most stylize requests admitted at once (waiting for or in the network); more get 503.
     pub queue: usize,
     /// Most images in one network call.
@@ -87,6 +92,7 @@ impl Default for Config {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let workers = Self::default_workers(Device::Cpu, threads);
         Self {
             bind: "127.0.0.1:8080".into(),
             models_dir: None,
@@ -94,11 +100,36 @@ impl Default for Config {
             device: Device::Cpu,
             precision: Precision::F32,
             threads,
+            workers,
             queue: 32,
-            max_batch: 4,
+            max_batch: Self::default_max_batch(Device::Cpu, threads, workers),
             batch_window: Duration::from_millis(5),
             timeout: Duration::from_secs(60),
             limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// On the CPU one worker per thread, each running its network calls on one thread: the
+    /// calls overlap decoding and encoding instead of stalling at every operator for a core
+    /// that a codec thread holds (BENCHMARKS.md, "Serve"). On CUDA one worker per device.
+    pub fn default_workers(device: Device, threads: usize) -> usize {
+        match device {
+            Device::Cpu => threads.max(1),
+            _ => 1,
+        }
+    }
+
+    /// One image per call for several CPU workers of one intra-op thread each, else 4. On one
+    /// thread a batch of 4 is slower per image than 4 calls of one (at 16 clients on 2 cores
+    /// the server reached 71% of the bare network with batches of up to 4 and 93% with one,
+    /// BENCHMARKS.md "Serve"); with a thread team or on CUDA a batch is faster per image.
+    pub fn default_max_batch(device: Device, threads: usize, workers: usize) -> usize {
+        if device == Device::Cpu && workers > 1 && threads / workers.max(1) <= 1 {
+            1
+        } else {
+            4
         }
     }
 }
@@ -108,7 +139,7 @@ pub struct Server {
     runtime: tokio::runtime::Runtime,
     listener: tokio::net::TcpListener,
     state: Arc<app::AppState>,
-    worker: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
     addr: SocketAddr,
     warnings: Vec<String>,
 }
@@ -116,9 +147,10 @@ pub struct Server {
 impl Server {
     /// Loads the networks on the worker thread and binds `config.bind`.
     pub fn bind(config: Config) -> Result<Self> {
-        if config.queue == 0 || config.max_batch == 0 || config.threads == 0 {
+        if config.queue == 0 || config.max_batch == 0 || config.threads == 0 || config.workers == 0
+        {
             return Err(Error::Runtime(
-                "the queue, the batch and the thread count must be at least 1".into(),
+                "the queue, the batch, the thread and the worker count must be at least 1".into(),
             ));
         }
         let files = match &config.models_dir {
@@ -129,7 +161,8 @@ impl Server {
         let worker_config = worker::WorkerConfig {
             device: config.device,
             precision: config.precision,
-            threads: config.threads,
+            workers: config.workers,
+            threads: (config.threads / config.workers).max(1),
             max_batch: config.max_batch,
             window: config.batch_window,
         };
@@ -140,7 +173,7 @@ impl Server {
             style_picture_side,
             warnings,
             queue,
-            thread: worker,
+            threads: workers,
         } = worker::start(worker_config, files, capacity, metrics.clone())?;
         let catalogue = Catalogue::new(models, infer::builtin::DEFAULT_STYLE);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -170,7 +203,7 @@ impl Server {
             runtime,
             listener,
             state,
-            worker,
+            workers,
             addr,
             warnings,
         })
@@ -197,13 +230,13 @@ impl Server {
     }
 
     /// Answers requests until `shutdown` completes, then stops accepting, finishes the requests
-    /// in flight and stops the worker.
+    /// in flight and stops the workers (each drains the queue until it is closed and empty).
     pub fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let Self {
             runtime,
             listener,
             state,
-            worker,
+            workers,
             ..
         } = self;
         let router = app::router(state.clone());
@@ -215,12 +248,18 @@ impl Server {
             warm.abort();
             served
         });
-        // The tasks hold the queue's sender; the worker ends once the last one is dropped.
+        // The tasks hold the queue's sender; the workers end once the last one is dropped.
         runtime.shutdown_timeout(Duration::from_secs(5));
         drop(state);
-        worker
-            .join()
-            .map_err(|_| Error::Internal("the network worker panicked".into()))?;
+        // Join every worker before saying that one panicked.
+        let panicked = workers
+            .into_iter()
+            .map(JoinHandle::join)
+            .filter(Result::is_err)
+            .count();
+        if panicked > 0 {
+            return Err(Error::Internal("a network worker panicked".into()));
+        }
         result.map_err(|e| Error::Runtime(format!("the server failed: {e}")))
     }
 }

@@ -157,7 +157,7 @@ impl Metrics {
         out.push_str("# HELP atelier_images_total Images stylized.\n");
         out.push_str("# TYPE atelier_images_total counter\n");
         let _ = writeln!(out, "atelier_images_total {}", inner.images);
-        out.push_str("# HELP atelier_network_seconds_total Time spent in network calls.\n");
+        out.push_str("# HELP atelier_network_seconds_total Time spent in network calls, summed over the workers.\n");
         out.push_str("# TYPE atelier_network_seconds_total counter\n");
         let _ = writeln!(
             out,

@@ -1,18 +1,23 @@
-//! The network worker: one thread per device that owns the loaded networks and runs every
-//! network call, fed by a bounded queue. Requests for the same network, style and image size
-//! that arrive within a short window go through one call (dynamic batching). A style picture
-//! goes through the style predictor when its job is taken from the queue, and its vector joins
-//! the batch key of the arbitrary-style network.
+//! The network workers: plain threads that each own a copy of the loaded networks and run the
+//! network calls, all fed by one bounded queue. Requests for the same network, style and image
+//! size that arrive within a short window go through one call (dynamic batching, per worker).
+//! A style picture goes through the style predictor when its job is taken from the queue, and
+//! its vector joins the batch key of the arbitrary-style network.
 //!
-//! The worker is a plain thread, not a tokio task: ATen ops start an OpenMP team on whichever
-//! thread runs them, and several such threads oversubscribe the cores (ARCHITECTURE.md, "Threads
-//! and ATen"). Handlers decode to host tensors in plain Rust and encode host tensors back; only
-//! this thread touches ATen's parallel kernels.
+//! On the CPU the default is one worker per core with one intra-op thread each: a worker's
+//! network call then never waits at an operator for a core that a codec or HTTP thread holds,
+//! and one worker's call overlaps another request's decoding and encoding. On CUDA one worker
+//! runs per device.
+//!
+//! Workers are plain threads, not tokio tasks: ATen ops start an OpenMP team on whichever
+//! thread runs them, sized by that thread's own setting (ARCHITECTURE.md, "Threads and ATen").
+//! Handlers decode to host tensors in plain Rust and encode host tensors back; only worker
+//! threads touch ATen's parallel kernels.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -89,12 +94,14 @@ struct Taken {
     key: BatchKey,
 }
 
-/// How the worker runs.
+/// How the workers run.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub device: Device,
     pub precision: Precision,
-    /// ATen intra-op threads of the network call.
+    /// Network workers taking jobs from the one queue, each with its own networks.
+    pub workers: usize,
+    /// ATen intra-op threads of each worker's network calls.
     pub threads: usize,
     /// Most images in one network call.
     pub max_batch: usize,
@@ -106,7 +113,7 @@ pub struct WorkerConfig {
 #[derive(Clone)]
 pub struct Queue {
     sender: SyncSender<Job>,
-    /// Jobs sent and not yet taken by the worker.
+    /// Jobs sent and not yet taken by a worker.
     depth: Arc<AtomicUsize>,
     /// Admitted requests still decoding: jobs the worker may wait for to fill a batch.
     incoming: Arc<AtomicUsize>,
@@ -148,7 +155,7 @@ impl Queue {
     }
 }
 
-/// A worker that loaded its networks and waits for jobs.
+/// Workers that loaded their networks and wait for jobs.
 pub struct Started {
     /// The networks, built-in first, in the order `Selection::model` counts them.
     pub models: Vec<ModelInfo>,
@@ -157,54 +164,89 @@ pub struct Started {
     /// One message per model file that was skipped.
     pub warnings: Vec<String>,
     pub queue: Queue,
-    /// Ends once every `Queue` clone is dropped and the queued jobs are done.
-    pub thread: JoinHandle<()>,
+    /// Each ends once every `Queue` clone is dropped and the queued jobs are done.
+    pub threads: Vec<JoinHandle<()>>,
 }
 
-/// Loads the networks on a new worker thread and starts it.
+/// What the workers take jobs from. One worker at a time holds it while it gathers a batch and
+/// lets go before the network call, so the others gather theirs meanwhile.
+struct Intake {
+    receiver: Receiver<Job>,
+    /// Jobs taken from the queue while gathering a batch of another kind; they go first next,
+    /// in whichever worker is free.
+    pending: VecDeque<Taken>,
+}
+
+/// What a worker thread reports once it loaded its networks.
+type LoadReport = Result<(Vec<ModelInfo>, Vec<String>, u32)>;
+
+/// Starts `config.workers` worker threads, each loading its own copy of the networks (a
+/// `Stylizer` keeps its current style mix, so workers cannot share one).
 pub fn start(
     config: WorkerConfig,
     model_files: Vec<std::path::PathBuf>,
     capacity: usize,
     metrics: Arc<Metrics>,
 ) -> Result<Started> {
+    if config.workers == 0 || config.threads == 0 {
+        return Err(Error::Runtime(
+            "the workers and their thread count must be at least 1".into(),
+        ));
+    }
     let (sender, receiver) = mpsc::sync_channel::<Job>(capacity);
-    let (loaded_tx, loaded_rx) = mpsc::channel();
+    let intake = Arc::new(Mutex::new(Intake {
+        receiver,
+        pending: VecDeque::new(),
+    }));
     let depth = Arc::new(AtomicUsize::new(0));
     let incoming = Arc::new(AtomicUsize::new(0));
-    let (worker_depth, worker_incoming) = (depth.clone(), incoming.clone());
-    let thread = std::thread::Builder::new()
-        .name("atelier-network".into())
-        .spawn(move || {
-            tch::set_num_threads(config.threads as i32);
-            let loaded = load(&config, &model_files);
-            let (stylizers, arbitrary) = match loaded {
-                Ok(loaded) => {
-                    let side = loaded.style_picture_side;
-                    let _ = loaded_tx.send(Ok((loaded.infos, loaded.warnings, side)));
-                    (loaded.stylizers, loaded.arbitrary)
-                }
-                Err(err) => {
-                    let _ = loaded_tx.send(Err(err));
-                    return;
-                }
-            };
-            let mut worker = Worker {
-                config,
-                stylizers,
-                arbitrary,
-                receiver,
-                pending: VecDeque::new(),
-                depth: worker_depth,
-                incoming: worker_incoming,
-                metrics,
-            };
-            worker.run();
-        })
-        .map_err(|e| Error::Runtime(format!("cannot start the network thread: {e}")))?;
-    let (infos, warnings, style_picture_side) = loaded_rx
-        .recv()
-        .map_err(|_| Error::Runtime("the network thread stopped while loading".into()))??;
+    let mut threads = Vec::with_capacity(config.workers);
+    let mut reports = Vec::with_capacity(config.workers);
+    for index in 0..config.workers {
+        let (loaded_tx, loaded_rx) = mpsc::channel::<LoadReport>();
+        let (config, files) = (config.clone(), model_files.clone());
+        let (intake, depth, incoming) = (intake.clone(), depth.clone(), incoming.clone());
+        let metrics = metrics.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("atelier-network-{index}"))
+            .spawn(move || {
+                // ATen's thread count is per thread: this one's network calls use `threads`.
+                tch::set_num_threads(config.threads as i32);
+                let loaded = match load(&config, &files) {
+                    Ok(loaded) => loaded,
+                    Err(err) => {
+                        let _ = loaded_tx.send(Err(err));
+                        return;
+                    }
+                };
+                let side = loaded.style_picture_side;
+                let _ = loaded_tx.send(Ok((loaded.infos, loaded.warnings, side)));
+                let mut worker = Worker {
+                    config,
+                    stylizers: loaded.stylizers,
+                    arbitrary: loaded.arbitrary,
+                    intake,
+                    depth,
+                    incoming,
+                    metrics,
+                };
+                worker.run();
+            })
+            .map_err(|e| Error::Runtime(format!("cannot start a network thread: {e}")))?;
+        threads.push(thread);
+        reports.push(loaded_rx);
+    }
+    // Every worker loads the same files: the first one's report names them. On an error the
+    // sender is dropped here, so the workers that did load see the queue closed and end.
+    let mut first = None;
+    for report in reports {
+        let loaded = report
+            .recv()
+            .map_err(|_| Error::Runtime("a network thread stopped while loading".into()))??;
+        first.get_or_insert(loaded);
+    }
+    let (infos, warnings, style_picture_side) =
+        first.ok_or_else(|| Error::Internal("no network worker was started".into()))?;
     Ok(Started {
         models: infos,
         style_picture_side,
@@ -214,7 +256,7 @@ pub fn start(
             depth,
             incoming,
         },
-        thread,
+        threads,
     })
 }
 
@@ -297,9 +339,7 @@ struct Worker {
     config: WorkerConfig,
     stylizers: Vec<Stylizer>,
     arbitrary: Stylizer,
-    receiver: Receiver<Job>,
-    /// Jobs taken from the queue while gathering a batch of another kind; they go first next.
-    pending: VecDeque<Taken>,
+    intake: Arc<Mutex<Intake>>,
     depth: Arc<AtomicUsize>,
     incoming: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
@@ -315,7 +355,7 @@ impl Worker {
     /// Takes `job` off the queue's count and resolves its style: a style picture goes through
     /// the predictor here. `None` when it needs no network call (its client left, or the
     /// predictor failed and it was answered).
-    fn take(&mut self, job: Job) -> Option<Taken> {
+    fn take(&self, job: Job) -> Option<Taken> {
         self.depth.fetch_sub(1, Ordering::SeqCst);
         if job.reply.is_closed() {
             return None;
@@ -369,14 +409,21 @@ impl Worker {
 
     /// Waits for a job, then gathers the jobs of its kind that are pending, queued, or arrive
     /// within the window while other admitted requests are still decoding (with none on its
-    /// way, waiting would only add latency), up to `max_batch`. `None` once the queue is
-    /// closed and empty.
-    fn next_batch(&mut self) -> Option<Vec<Taken>> {
+    /// way, waiting would only add latency), up to this worker's share (`share`). `None` once
+    /// the queue is closed and empty. Holds the intake throughout, so workers gather one after
+    /// another.
+    fn next_batch(&self) -> Option<Vec<Taken>> {
+        // A worker that panicked mid-gathering left the intake whole: jobs are moved, not split.
+        let mut intake = self
+            .intake
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Intake { receiver, pending } = &mut *intake;
         let first = loop {
-            if let Some(taken) = self.pending.pop_front() {
+            if let Some(taken) = pending.pop_front() {
                 break taken;
             }
-            let job = self.receiver.recv().ok()?;
+            let job = receiver.recv().ok()?;
             if let Some(taken) = self.take(job) {
                 break taken;
             }
@@ -384,17 +431,17 @@ impl Worker {
         let key = first.key.clone();
         let mut batch = vec![first];
         let mut kept = VecDeque::new();
-        while let Some(taken) = self.pending.pop_front() {
-            if batch.len() < self.config.max_batch && taken.key == key {
+        while let Some(taken) = pending.pop_front() {
+            if batch.len() < self.share(batch.len(), pending.len()) && taken.key == key {
                 batch.push(taken);
             } else {
                 kept.push_back(taken);
             }
         }
-        self.pending = kept;
+        *pending = kept;
         let deadline = Instant::now() + self.config.window;
-        while batch.len() < self.config.max_batch {
-            let job = match self.receiver.try_recv() {
+        while batch.len() < self.share(batch.len(), pending.len()) {
+            let job = match receiver.try_recv() {
                 Ok(job) => job,
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
@@ -403,7 +450,7 @@ impl Worker {
                         break;
                     }
                     let wait = (deadline - now).min(Duration::from_millis(1));
-                    match self.receiver.recv_timeout(wait) {
+                    match receiver.recv_timeout(wait) {
                         Ok(job) => job,
                         Err(RecvTimeoutError::Timeout) => continue,
                         Err(RecvTimeoutError::Disconnected) => break,
@@ -416,10 +463,28 @@ impl Worker {
             if taken.key == key {
                 batch.push(taken);
             } else {
-                self.pending.push_back(taken);
+                pending.push_back(taken);
             }
         }
         Some(batch)
+    }
+
+    /// The most images this worker's next call takes: `max_batch`, or with several workers its
+    /// even part of the jobs in hand (`taken`), set aside, queued or decoding. A worker with
+    /// one intra-op thread gains little from a larger call, while the job it keeps from an idle
+    /// worker waits for the whole call: at 4 clients on 2 workers, one batch of 4 would leave
+    /// the other worker without work.
+    fn share(&self, taken: usize, pending: usize) -> usize {
+        if self.config.workers == 1 {
+            return self.config.max_batch;
+        }
+        let waiting = taken
+            + pending
+            + self.depth.load(Ordering::SeqCst)
+            + self.incoming.load(Ordering::SeqCst);
+        waiting
+            .div_ceil(self.config.workers)
+            .clamp(1, self.config.max_batch)
     }
 
     fn run_batch(&mut self, batch: Vec<Taken>) {

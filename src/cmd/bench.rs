@@ -74,6 +74,9 @@ pub struct Args {
     /// Images per batch (infer, train, data)
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// The server's network workers (serve) [default: as `atelier serve`]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    workers: Option<usize>,
     #[command(flatten)]
     run: BenchRunArgs,
     /// Untimed runs first
@@ -316,10 +319,14 @@ fn serve_task(
     precision: Precision,
     (width, height): (i64, i64),
 ) -> anyhow::Result<ExitCode> {
-    let server_batch = ::serve::Config::default().max_batch;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| ::serve::Config::default_workers(device, args.run.threads));
+    let server_batch = ::serve::Config::default_max_batch(device, args.run.threads, workers);
     let stylizer = stylizer(infer::builtin::NAME, device, precision)?;
     let mut bare = 0f64;
-    for batch in [1, server_batch] {
+    // Batches of 4 as well whatever the server's batch is: the bare network's best.
+    for batch in [1, 4] {
         let input =
             Tensor::rand([batch as i64, 3, height, width], (Kind::Float, Device::Cpu)) * 255.0;
         // oneDNN builds its kernels for each new shape on the first calls.
@@ -362,6 +369,8 @@ fn serve_task(
         device,
         precision,
         threads: args.run.threads,
+        workers,
+        max_batch: server_batch,
         ..Default::default()
     };
     let server = ::serve::Server::bind(config)?.spawn()?;
@@ -427,6 +436,7 @@ fn serve_task(
             "precision": precision.to_string(),
             "device": args.run.device.to_string(),
             "threads": args.run.threads,
+            "workers": workers,
             "server_batch": server_batch,
             "bare_images_per_second": bare,
             "levels": levels,

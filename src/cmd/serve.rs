@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::common::{check_precision, RunArgs};
+use super::common::{at_least_one, check_precision, RunArgs};
 
 /// Serve the styles over HTTP: a page at / and a JSON/image API under /v1
 #[derive(clap::Args, Debug)]
@@ -22,12 +22,18 @@ pub struct Args {
     token: Option<String>,
     #[command(flatten)]
     run: RunArgs,
+    /// Network workers sharing the queue, each with its own copy of the networks and
+    /// --threads/N threads for its network calls [default: on the CPU one per thread, each
+    /// with one thread, so network calls overlap decoding and encoding; on CUDA 1]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    workers: Option<usize>,
     /// Most stylize requests in flight at once; more are answered 503 with Retry-After
     #[arg(long, default_value_t = 32, value_name = "N")]
     queue: usize,
-    /// Most same-size, same-style images in one network call
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    batch: usize,
+    /// Most same-size, same-style images in one network call [default: 1 for CPU workers of
+    /// one thread each, where a batch is slower per image than single calls; else 4]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    batch: Option<usize>,
     /// How long a request waits for others to share its network call, in milliseconds
     #[arg(long, default_value_t = 5, value_name = "MS")]
     batch_window: u64,
@@ -82,7 +88,6 @@ fn config(args: Args) -> anyhow::Result<::serve::Config> {
     let (device, precision) = (args.run.device()?, args.run.precision);
     check_precision(precision, device)?;
     anyhow::ensure!(args.queue >= 1, "--queue must be at least 1");
-    anyhow::ensure!(args.batch >= 1, "--batch must be at least 1");
     anyhow::ensure!(args.max_body >= 1, "--max-body must be at least 1 MiB");
     anyhow::ensure!(
         args.max_pixels.is_finite() && args.max_pixels > 0.0,
@@ -97,6 +102,9 @@ fn config(args: Args) -> anyhow::Result<::serve::Config> {
     if let Some(dir) = &args.models {
         anyhow::ensure!(dir.is_dir(), "--models {} is not a folder", dir.display());
     }
+    let workers = args
+        .workers
+        .unwrap_or_else(|| ::serve::Config::default_workers(device, threads));
     let token = args
         .token
         .or_else(|| std::env::var("ATELIER_TOKEN").ok())
@@ -108,8 +116,11 @@ fn config(args: Args) -> anyhow::Result<::serve::Config> {
         device,
         precision,
         threads,
+        workers,
         queue: args.queue,
-        max_batch: args.batch,
+        max_batch: args
+            .batch
+            .unwrap_or_else(|| ::serve::Config::default_max_batch(device, threads, workers)),
         batch_window: Duration::from_millis(args.batch_window),
         timeout: Duration::from_secs(args.timeout),
         limits: ::serve::Limits {
