@@ -258,7 +258,7 @@ fn model_and_checkpoint_headers_declaring_more_than_the_file_are_refused() {
     let vgg = random_vgg16(dir.path());
     let trained = dir.path().join("trained.safetensors");
     let checkpoint = dir.path().join("trained.checkpoint.safetensors");
-    let mut args = small_run(&vgg, &trained);
+    let mut args = small_training(&vgg, &trained);
     args.extend(["--steps", "1", "--checkpoint-every", "1"].map(String::from));
     assert_ok(&atelier().args(&args).output().unwrap());
     let lying = dir.path().join("lying.checkpoint.safetensors");
@@ -272,35 +272,17 @@ fn model_and_checkpoint_headers_declaring_more_than_the_file_are_refused() {
 }
 
 /// The flags of a tiny CPU training run on the bundled photos.
-fn small_run(vgg: &Path, output: &Path) -> Vec<String> {
+fn small_training(vgg: &Path, output: &Path) -> Vec<String> {
     let style = repo().join("assets/styles/swirls.png");
     let photos = repo().join("assets/photos");
-    [
-        "train",
-        "--style",
-        path_str(&style),
-        "--data",
-        path_str(&photos),
-        "-o",
-        path_str(output),
-        "--loss-net",
-        "vgg16",
-        "--loss-weights",
+    small_run(
         path_str(vgg),
-        "--image-size",
-        "64",
-        "--batch-size",
-        "2",
-        "--arch",
-        "johnson-half",
-        "--device",
-        "cpu",
-        "--threads",
-        "2",
-        "--quiet",
-    ]
-    .iter()
-    .map(|s| s.to_string())
+        path_str(output),
+        path_str(&style),
+        path_str(&photos),
+    )
+    .into_iter()
+    .map(str::to_string)
     .collect()
 }
 
@@ -356,7 +338,7 @@ fn training_that_cannot_write_its_checkpoint_stops_and_keeps_the_previous_one() 
         return;
     };
     let output = dir.path().join("model.safetensors");
-    let mut args = small_run(&vgg, &output);
+    let mut args = small_training(&vgg, &output);
     args.extend(
         [
             "--steps",
@@ -488,7 +470,7 @@ fn training_killed_at_random_moments_resumes_from_its_last_checkpoint() {
     let mut last_step = 0;
     for round in 0..3 {
         let mut args = if round == 0 {
-            let mut args = small_run(&vgg, &output);
+            let mut args = small_training(&vgg, &output);
             args.extend(["--checkpoint-every", "1"].map(String::from));
             args
         } else {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use infer_support::random_vgg16;
+use infer_support::{random_vgg16, small_run};
 use models::vgg::{Vgg, VggKind};
 use tch::Device;
 
@@ -33,34 +33,6 @@ fn asset(path: &str) -> String {
 
 fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
-}
-
-/// The flags of a small CPU run: the bundled photos, 64×64 crops, two per batch.
-fn small_run<'a>(vgg: &'a str, output: &'a str, style: &'a str, photos: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--style",
-        style,
-        "--data",
-        photos,
-        "-o",
-        output,
-        "--loss-net",
-        "vgg16",
-        "--loss-weights",
-        vgg,
-        "--image-size",
-        "64",
-        "--batch-size",
-        "2",
-        "--arch",
-        "johnson-half",
-        "--device",
-        "cpu",
-        "--threads",
-        "2",
-        "--quiet",
-    ]
 }
 
 /// Replaces the value of `flag` in `args`, or appends the pair.

@@ -220,3 +220,37 @@ pub fn decoded_frames(path: &Path) -> Vec<u8> {
     );
     output.stdout
 }
+
+/// The flags of a small CPU training run (`atelier train`): 64×64 crops, two per batch, the
+/// half-width network, VGG-16 weights at `vgg` (e.g. [`random_vgg16`]).
+pub fn small_run<'a>(
+    vgg: &'a str,
+    output: &'a str,
+    style: &'a str,
+    photos: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--style",
+        style,
+        "--data",
+        photos,
+        "-o",
+        output,
+        "--loss-net",
+        "vgg16",
+        "--loss-weights",
+        vgg,
+        "--image-size",
+        "64",
+        "--batch-size",
+        "2",
+        "--arch",
+        "johnson-half",
+        "--device",
+        "cpu",
+        "--threads",
+        "2",
+        "--quiet",
+    ]
+}
