@@ -7,11 +7,19 @@
 //! position drawn from (seed, epoch, file). Files that cannot be used are skipped: the batch
 //! takes the next photos instead, and the skip is reported once, with the batch being filled.
 //! The last incomplete batch of an epoch is dropped.
+//!
+//! The stream shares the cores with training, so it stays out of the way: resized photos are
+//! kept in memory up to [`StreamConfig::cache_bytes`] (a folder that fits is decoded once, not
+//! every epoch; a small folder of large photos otherwise costs a decode per photo per step), its
+//! threads run at the lowest CPU priority on Linux (a decoder that preempts one thread of
+//! ATen's OpenMP team stalls the whole team at its next barrier), and batches are assembled
+//! without ATen ops (one there would start an OpenMP team of its own on the stream's thread).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use image::imageops::FilterType;
@@ -27,8 +35,11 @@ use crate::rng::SplitMix64;
 const ORDER_DOMAIN: u64 = 0x006f_7264_6572; // "order"
 const CROP_DOMAIN: u64 = 0x6372_6f70; // "crop"
 
+/// 1 GiB: about 4,000 photos at the 256-pixel default, or every photo of a small folder.
+pub const DEFAULT_CACHE_BYTES: usize = 1 << 30;
+
 /// How a [`PhotoStream`] makes batches. Only `image_size`, `batch_size` and `seed` change the
-/// batches; `prefetch` and `n_threads` only change speed and memory.
+/// batches; `prefetch`, `n_threads` and `cache_bytes` only change speed and memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamConfig {
     /// Side of the square crops, in pixels.
@@ -41,6 +52,9 @@ pub struct StreamConfig {
     pub prefetch: usize,
     /// Decoding threads.
     pub n_threads: usize,
+    /// Resized photos (before cropping) kept in memory, in bytes of decoded pixels: photos
+    /// that fit are decoded only in the first epoch.
+    pub cache_bytes: usize,
 }
 
 impl Default for StreamConfig {
@@ -54,6 +68,7 @@ impl Default for StreamConfig {
             seed: 0,
             prefetch: 8,
             n_threads,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -155,6 +170,7 @@ impl PhotoStream {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.n_threads)
             .thread_name(|i| format!("photo-decoder-{i}"))
+            .start_handler(|_| lower_thread_priority())
             .build()
             .map_err(|e| Error::ThreadPool(e.to_string()))?;
         let (sender, receiver) = sync_channel(config.prefetch);
@@ -164,10 +180,15 @@ impl PhotoStream {
             files,
             pool,
             known_bad: HashMap::new(),
+            resized: HashMap::new(),
+            cache_left: config.cache_bytes,
         };
         let handle = std::thread::Builder::new()
             .name("photo-stream".into())
-            .spawn(move || producer.run(state, sender))
+            .spawn(move || {
+                lower_thread_priority();
+                producer.run(state, sender)
+            })
             .map_err(|e| Error::ThreadPool(e.to_string()))?;
         Ok(Self {
             config,
@@ -279,6 +300,10 @@ struct Producer {
     pool: rayon::ThreadPool,
     /// Files found unusable, with why: reported once, not read again.
     known_bad: HashMap<usize, String>,
+    /// Photos decoded and resized (shorter side to the image size), by file.
+    resized: HashMap<usize, Arc<DynamicImage>>,
+    /// Bytes of `cache_bytes` not used by `resized` yet.
+    cache_left: usize,
 }
 
 impl Producer {
@@ -299,14 +324,15 @@ impl Producer {
             while position < order.len() {
                 let end = (position + window).min(order.len());
                 let chunk = &order[position..end];
-                let loaded: Vec<Option<Result<DynamicImage, String>>> = self.pool.install(|| {
-                    chunk
-                        .par_iter()
-                        .map(|&file| {
-                            (!self.known_bad.contains_key(&file)).then(|| self.load(file, epoch))
-                        })
-                        .collect()
-                });
+                let loaded: Vec<Option<Result<Arc<DynamicImage>, String>>> =
+                    self.pool.install(|| {
+                        chunk
+                            .par_iter()
+                            .map(|&file| {
+                                (!self.known_bad.contains_key(&file)).then(|| self.resized(file))
+                            })
+                            .collect()
+                    });
                 for (offset, (&file, outcome)) in chunk.iter().zip(loaded).enumerate() {
                     match outcome {
                         None => {}
@@ -319,12 +345,14 @@ impl Producer {
                         }
                         Some(Ok(image)) => {
                             usable += 1;
-                            // Tensors are made on this one thread: torch calls from every
-                            // decoding thread would each start their own intra-op thread team.
-                            images.push(models::pixels::image_to_tensor(&image));
+                            self.keep(file, &image);
+                            images.push(self.crop(&image, file, epoch));
                             if images.len() == batch_size {
+                                let Some(tensor) = models::pixels::images_to_batch(&images) else {
+                                    unreachable!("crops are image_size squared");
+                                };
                                 let batch = Batch {
-                                    images: Tensor::stack(&images, 0),
+                                    images: tensor,
                                     epoch,
                                     skipped: std::mem::take(&mut skipped),
                                 };
@@ -355,14 +383,32 @@ impl Producer {
         }
     }
 
-    fn load(&self, file: usize, epoch: u64) -> Result<DynamicImage, String> {
-        let crop_rng = SplitMix64::new(CROP_DOMAIN, &[self.config.seed, epoch, file as u64]);
-        load_crop(
+    /// The photo resized, from the cache or decoded now.
+    fn resized(&self, file: usize) -> Result<Arc<DynamicImage>, String> {
+        if let Some(image) = self.resized.get(&file) {
+            return Ok(Arc::clone(image));
+        }
+        load_resized(
             &self.files[file],
             self.config.image_size,
             self.config.min_photo_side(),
-            crop_rng,
         )
+        .map(Arc::new)
+    }
+
+    /// Caches a resized photo if it is new and fits.
+    fn keep(&mut self, file: usize, image: &Arc<DynamicImage>) {
+        let bytes = image.as_bytes().len();
+        if bytes <= self.cache_left && !self.resized.contains_key(&file) {
+            self.cache_left -= bytes;
+            self.resized.insert(file, Arc::clone(image));
+        }
+    }
+
+    /// The epoch's crop of a resized photo (the same for the same seed, epoch and file).
+    fn crop(&self, image: &DynamicImage, file: usize, epoch: u64) -> DynamicImage {
+        let rng = SplitMix64::new(CROP_DOMAIN, &[self.config.seed, epoch, file as u64]);
+        random_crop(image, self.config.image_size, rng)
     }
 
     fn not_enough(&self, usable: usize) -> Error {
@@ -385,14 +431,9 @@ impl Producer {
     }
 }
 
-/// Reads, decodes, resizes (shorter side to `size`) and randomly crops one photo to `size`
-/// squared; the error is the reason to skip it.
-fn load_crop(
-    path: &Path,
-    size: i64,
-    min_side: i64,
-    mut rng: SplitMix64,
-) -> Result<DynamicImage, String> {
+/// Reads, decodes and resizes one photo (shorter side to `size`); the error is the reason to
+/// skip it.
+fn load_resized(path: &Path, size: i64, min_side: i64) -> Result<DynamicImage, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
     if is_truncated_jpeg(&bytes) {
         return Err("truncated jpeg (no end-of-image marker after the last scan)".into());
@@ -410,14 +451,31 @@ fn load_crop(
     } else {
         (((width * size + height / 2) / height).max(size), size)
     };
-    let resized = if (new_width, new_height) == (width, height) {
+    Ok(if (new_width, new_height) == (width, height) {
         image
     } else {
         image.resize_exact(new_width as u32, new_height as u32, FilterType::Triangle)
-    };
-    let x = rng.below((new_width - size + 1) as u64) as u32;
-    let y = rng.below((new_height - size + 1) as u64) as u32;
-    Ok(resized.crop_imm(x, y, size as u32, size as u32))
+    })
+}
+
+/// A `size`-squared crop of a photo whose shorter side is `size`, at a position drawn from
+/// `rng`.
+fn random_crop(resized: &DynamicImage, size: i64, mut rng: SplitMix64) -> DynamicImage {
+    let (width, height) = (i64::from(resized.width()), i64::from(resized.height()));
+    let x = rng.below((width - size + 1) as u64) as u32;
+    let y = rng.below((height - size + 1) as u64) as u32;
+    resized.crop_imm(x, y, size as u32, size as u32)
+}
+
+/// Lowest CPU priority for the calling thread (Linux keeps a nice value per thread; elsewhere
+/// it would apply to the whole process, so nothing is done). Best effort: a refusal only costs
+/// speed.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its arguments; `who` 0 is the calling thread on Linux.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+    }
 }
 
 /// The JPEG decoder conceals a cut-off file as grey blocks instead of failing; such a photo

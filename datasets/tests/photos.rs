@@ -433,6 +433,58 @@ fn the_same_seed_gives_the_same_batches_whatever_the_threads() {
 }
 
 #[test]
+fn cached_photos_are_read_once_and_give_the_batches_of_an_uncached_stream() {
+    // Wide gradients: crops move between epochs, so a cache that froze a crop would show.
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        save_rgb(
+            &gradient(90, 40, i * 50),
+            &dir.path().join(format!("g{i}.png")),
+        );
+    }
+    let files = find_photos(dir.path()).unwrap().files;
+    let mut uncached = config(32, 2, 9);
+    uncached.cache_bytes = 0;
+    let expected = take_batches(&mut PhotoStream::new(uncached, files.clone()).unwrap(), 8);
+
+    let mut stream = PhotoStream::new(config(32, 2, 9), files.clone()).unwrap();
+    let mut batches = take_batches(&mut stream, 2); // epoch 0: every photo decoded once
+    for file in &files {
+        fs::remove_file(file).unwrap();
+    }
+    batches.extend(take_batches(&mut stream, 6));
+    assert!(batches.iter().all(|batch| batch.skipped.is_empty()));
+    assert_same_batches(&batches, &expected);
+
+    // A cache too small for one photo reads every photo every epoch: removed files are skipped.
+    for i in 0..4 {
+        save_rgb(
+            &gradient(90, 40, i * 50),
+            &dir.path().join(format!("g{i}.png")),
+        );
+    }
+    let mut tiny = config(32, 2, 9);
+    tiny.cache_bytes = 72 * 32 * 3 - 1; // one resized photo is 72x32 RGB
+    tiny.prefetch = 1;
+    let mut stream = PhotoStream::new(tiny, files.clone()).unwrap();
+    take_batches(&mut stream, 2);
+    for file in &files {
+        fs::remove_file(file).unwrap();
+    }
+    let mut error = None;
+    for _ in 0..8 {
+        if let Err(e) = stream.next_batch() {
+            error = Some(e);
+            break;
+        }
+    }
+    assert!(
+        matches!(error, Some(Error::NoUsablePhotos { .. })),
+        "{error:?}"
+    );
+}
+
+#[test]
 fn random_crops_differ_between_epochs_for_the_same_photo() {
     let dir = tempfile::tempdir().unwrap();
     save_rgb(&gradient(120, 40, 0), &dir.path().join("wide.png"));

@@ -59,7 +59,34 @@ pub fn decode_within(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage> {
 /// beside the network's, oversubscribing the cores (this halved video throughput on 2 cores).
 pub fn image_to_tensor(image: &DynamicImage) -> Tensor {
     let (width, height) = (image.width() as i64, image.height() as i64);
-    let planes = match image {
+    host_tensor(&rgb_planes(image), &[3, height, width])
+}
+
+/// `[N, 3, H, W]` f32 RGB in [0, 255] from images of one size, converted without ATen (as
+/// [`image_to_tensor`]): a batch stacked with `Tensor::stack` on a loader thread would start an
+/// OpenMP team there beside the network's. `None` for no images or images of different sizes.
+pub fn images_to_batch(images: &[DynamicImage]) -> Option<Tensor> {
+    let first = images.first()?;
+    let (width, height) = (first.width(), first.height());
+    if images
+        .iter()
+        .any(|image| (image.width(), image.height()) != (width, height))
+    {
+        return None;
+    }
+    let mut values = Vec::with_capacity(images.len() * 3 * width as usize * height as usize);
+    for image in images {
+        values.extend(rgb_planes(image));
+    }
+    Some(host_tensor(
+        &values,
+        &[images.len() as i64, 3, i64::from(height), i64::from(width)],
+    ))
+}
+
+/// An image's three f32 planes on the 0-255 scale.
+fn rgb_planes(image: &DynamicImage) -> Vec<f32> {
+    match image {
         DynamicImage::ImageLuma8(_)
         | DynamicImage::ImageLumaA8(_)
         | DynamicImage::ImageRgb8(_)
@@ -69,8 +96,7 @@ pub fn image_to_tensor(image: &DynamicImage) -> Tensor {
         },
         // 16-bit and float images: keep their precision on the 0-255 scale.
         _ => to_planes(image.to_rgb32f().as_raw(), |v| v * 255.0),
-    };
-    host_tensor(&planes, &[3, height, width])
+    }
 }
 
 /// A contiguous CPU tensor holding `values`. Not `Tensor::from_slice`: it zero-fills first, a
@@ -253,6 +279,22 @@ mod tests {
     fn photo() -> DynamicImage {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/photos/chelsea.png");
         decode(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_batch_of_crops_is_the_stack_of_their_tensors() {
+        let image = photo();
+        let crops: Vec<DynamicImage> = [(0, 0), (120, 40), (300, 100)]
+            .iter()
+            .map(|&(x, y)| image.crop_imm(x, y, 64, 48))
+            .collect();
+        let batch = images_to_batch(&crops).unwrap();
+        let stacked = Tensor::stack(&crops.iter().map(image_to_tensor).collect::<Vec<_>>(), 0);
+        assert_eq!(batch.size(), [3, 3, 48, 64]);
+        assert!(batch.equal(&stacked));
+        let mixed = [crops[0].clone(), image.crop_imm(0, 0, 48, 64)];
+        assert!(images_to_batch(&mixed).is_none());
+        assert!(images_to_batch(&[]).is_none());
     }
 
     #[test]

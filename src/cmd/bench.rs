@@ -206,6 +206,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 seed: 0,
                 prefetch: 8,
                 n_threads: args.run.threads,
+                // Times decoding: a folder that fits the cache would be decoded once.
+                cache_bytes: 0,
             };
             let n_batches = args.steps;
             Box::new(move || {

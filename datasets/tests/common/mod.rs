@@ -146,6 +146,7 @@ pub fn config(image_size: i64, batch_size: usize, seed: u64) -> StreamConfig {
         seed,
         prefetch: 2,
         n_threads: 2,
+        cache_bytes: datasets::stream::DEFAULT_CACHE_BYTES,
     }
 }
 
