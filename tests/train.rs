@@ -537,6 +537,20 @@ fn validation_losses_go_to_the_log_and_tensorboard() {
     // One row of the two 64x64 validation photos, stylized.
     let grid = board["images"]["val/swirls"].as_array().unwrap();
     assert_eq!(grid[0], serde_json::json!([2, 128, 64]));
+
+    // One photo of --data as --val-data: validated on, and the other three trained on.
+    let one = dir.path().join("one.safetensors");
+    let one_json = dir.path().join("one.jsonl");
+    let chelsea = asset("photos/chelsea.png");
+    let mut args = small_run(path_str(&vgg), path_str(&one), &style, &photos);
+    set(&mut args, "--loss-net", "vgg19");
+    args.extend(["--steps", "1", "--val-data", &chelsea]);
+    args.extend(["--log-json", path_str(&one_json)]);
+    let result = atelier(&args);
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert_eq!(read_json_lines(&one_json)[0]["val"]["photos"], 1);
+    let summary = models::file::read_meta(&one).unwrap().training.unwrap();
+    assert_eq!(summary.dataset_size, 3);
 }
 
 /// `--extend builtin`: one model of 27 styles whose first 26 are the built-in network's to the

@@ -159,10 +159,10 @@ pub struct Args {
     /// Steps between samples (default: --checkpoint-every)
     #[arg(long, value_name = "N")]
     sample_every: Option<u64>,
-    /// Folder of validation photos (at most 8, evenly spaced, are used; any that is also in
-    /// --data is not trained on). Default: one photo in ten of --data, at most 8, held out and
-    /// never trained on (none with under 10 photos)
-    #[arg(long, value_name = "DIR")]
+    /// Validation photo, or folder of them (at most 8, evenly spaced, are used; any that is
+    /// also in --data is not trained on). Default: one photo in ten of --data, at most 8, held
+    /// out and never trained on (none with under 10 photos)
+    #[arg(long, value_name = "PATH")]
     val_data: Option<PathBuf>,
     /// Steps between validations: the validation photos stylized and measured with the
     /// `atelier eval` yardstick, to the progress line, the JSON log (`val`) and TensorBoard

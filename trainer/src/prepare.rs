@@ -148,12 +148,7 @@ pub fn prepare(launch: Launch) -> Result<Prepared> {
                             .map_err(input("validation photo"))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let styles = config
-                    .style_images
-                    .iter()
-                    .map(|path| load_style_image(path, None).map_err(input("style image")))
-                    .collect::<Result<Vec<_>>>()?;
-                Some(Validation::new(photos, vgg19, &styles, device)?)
+                Some(Validation::new(photos, vgg19, &style_images, device)?)
             }
             None => {
                 validation_note = Some(format!(
@@ -246,7 +241,7 @@ fn extend_config(config: &mut TrainConfig, base: &models::Model) -> Result<()> {
 
 /// The training folder's photos split into (trained on, validation photos, why there is no
 /// validation): the validation photos are those held out of the folder, or at most 8 of the
-/// `--val-data` folder, evenly spaced; a training photo that is also a validation photo is
+/// `--val-data` folder, evenly spaced (or the `--val-data` photo); a training photo that is also a validation photo is
 /// left out of training.
 fn validation_split(
     config: &TrainConfig,
@@ -258,7 +253,7 @@ fn validation_split(
         let note = held.is_empty().then(|| {
             if n_photos < MIN_PHOTOS_FOR_HOLDOUT {
                 format!(
-                    "no validation: {n_photos} photos are too few to hold some out ({MIN_PHOTOS_FOR_HOLDOUT} needed); give --val-data DIR"
+                    "no validation: {n_photos} photos are too few to hold some out ({MIN_PHOTOS_FOR_HOLDOUT} needed); give --val-data PATH (a photo or a folder)"
                 )
             } else {
                 "no validation: the checkpoint's run holds no photos out".to_string()
@@ -266,7 +261,12 @@ fn validation_split(
         });
         return Ok((train, held, note));
     };
-    let found = datasets::find_photos(dir)?.files;
+    // One photo is as good a validation set as a folder of them.
+    let found = if dir.is_file() {
+        vec![dir.clone()]
+    } else {
+        datasets::find_photos(dir)?.files
+    };
     let n_val = found.len().min(MAX_HOLDOUT);
     let (_, val) = validation::split(found, n_val);
     let same_file = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use models::eval::{self, Measurement, StyleTarget, Yardstick};
+use models::eval::{Measurement, StyleTarget, Yardstick};
 use models::vgg::{Vgg, VggKind};
 use tch::{Device, Tensor};
 
@@ -87,19 +87,20 @@ pub struct Validation {
 }
 
 impl Validation {
-    /// `photos` as loaded by [`load_photo`] (all the same size); `vgg19` the yardstick's
-    /// network; `styles` the decoded style images `[3, H, W]`, one per style, resized here as
-    /// the yardstick sizes a style next to an image of the photos' size.
+    /// `photos` as loaded by [`load_photo`] (all the same size, the training crops' side);
+    /// `vgg19` the yardstick's network; `styles` the style images `[3, H, W]` as training sees
+    /// them (at `--style-size`), one per style.
+    ///
+    /// The targets are the training's style images, not the style resized to the photos'
+    /// size as `atelier eval` does by default: the network learns the strokes at the scale it
+    /// is shown them, and measured against a differently scaled style its validation loss
+    /// would rise while it learns. It is `atelier eval --style-scale S` with S the style's
+    /// longer side over the photos' side.
     pub fn new(photos: Vec<Tensor>, vgg19: Vgg, styles: &[Tensor], device: Device) -> Result<Self> {
         let yardstick = Yardstick::new(vgg19, device)?;
-        let side = photos.first().map_or(0, |p| p.size()[2]) as u32;
         let targets = styles
             .iter()
-            .map(|style| {
-                let image = models::pixels::tensor_to_image(style)?;
-                let sized = eval::style_for(&image::DynamicImage::ImageRgb8(image), side, side);
-                Ok(yardstick.style_target(&models::pixels::image_to_tensor(&sized))?)
-            })
+            .map(|style| Ok(yardstick.style_target(style)?))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             photos,
@@ -164,6 +165,35 @@ mod tests {
         (0..n)
             .map(|i| PathBuf::from(format!("{i:03}.jpg")))
             .collect()
+    }
+
+    /// The style target is the style image as training gives it, not resized to the photos.
+    #[test]
+    fn validation_measures_against_the_style_at_its_training_size() {
+        tch::manual_seed(3);
+        let vgg = || Vgg::random(VggKind::Vgg19, Device::Cpu);
+        let photo = Tensor::rand([3, 32, 32], (tch::Kind::Float, Device::Cpu)) * 255.0;
+        let style = Tensor::rand([3, 96, 96], (tch::Kind::Float, Device::Cpu)) * 255.0;
+        tch::manual_seed(4);
+        let validation = Validation::new(
+            vec![photo.shallow_clone()],
+            vgg(),
+            &[style.copy()],
+            Device::Cpu,
+        )
+        .unwrap();
+        tch::manual_seed(4);
+        let yardstick = Yardstick::new(vgg(), Device::Cpu).unwrap();
+        let measure = |target: &StyleTarget| yardstick.measure(&photo, &photo, target).unwrap();
+        let as_trained = yardstick.style_target(&style).unwrap();
+        let image = models::pixels::tensor_to_image(&style).unwrap();
+        let resized = models::eval::style_for(&image::DynamicImage::ImageRgb8(image), 32, 32);
+        let resized = yardstick
+            .style_target(&models::pixels::image_to_tensor(&resized))
+            .unwrap();
+        let used = measure(&validation.targets[0]);
+        assert_eq!(used, measure(&as_trained));
+        assert_ne!(used, measure(&resized));
     }
 
     #[test]
