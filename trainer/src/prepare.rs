@@ -241,8 +241,8 @@ fn extend_config(config: &mut TrainConfig, base: &models::Model) -> Result<()> {
 
 /// The training folder's photos split into (trained on, validation photos, why there is no
 /// validation): the validation photos are those held out of the folder, or at most 8 of the
-/// `--val-data` folder, evenly spaced (or the `--val-data` photo); a training photo that is also a validation photo is
-/// left out of training.
+/// `--val-data` folder, evenly spaced (or the `--val-data` photo); a training photo that is
+/// also a validation photo is left out of training.
 fn validation_split(
     config: &TrainConfig,
     files: Vec<PathBuf>,
