@@ -112,7 +112,8 @@ impl Yardstick {
         Ok(Self { vgg, device })
     }
 
-    /// The target of a style picture `[3, H, W]` (RGB [0, 255]), already sized by `style_for`.
+    /// The target of a style picture `[3, H, W]` (RGB [0, 255]), already sized: by `style_for`
+    /// for `atelier eval`, at the training's `--style-size` for validation.
     pub fn style_target(&self, style: &Tensor) -> Result<StyleTarget> {
         let _guard = tch::no_grad_guard();
         let features = self

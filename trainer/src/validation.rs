@@ -94,8 +94,8 @@ impl Validation {
     /// The targets are the training's style images, not the style resized to the photos'
     /// size as `atelier eval` does by default: the network learns the strokes at the scale it
     /// is shown them, and measured against a differently scaled style its validation loss
-    /// would rise while it learns. It is `atelier eval --style-scale S` with S the style's
-    /// longer side over the photos' side.
+    /// would rise while it learns. It is `atelier eval`'s measure with the style picture given
+    /// at that size instead of resized to the photo.
     pub fn new(photos: Vec<Tensor>, vgg19: Vgg, styles: &[Tensor], device: Device) -> Result<Self> {
         let yardstick = Yardstick::new(vgg19, device)?;
         let targets = styles
