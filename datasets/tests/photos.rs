@@ -478,8 +478,12 @@ fn cached_photos_are_read_once_and_give_the_batches_of_an_uncached_stream() {
             break;
         }
     }
+    // The prefetching thread may have decoded a photo of the next epoch before the removal.
     assert!(
-        matches!(error, Some(Error::NoUsablePhotos { .. })),
+        matches!(
+            error,
+            Some(Error::NoUsablePhotos { .. } | Error::TooFewUsablePhotos { usable: 1, .. })
+        ),
         "{error:?}"
     );
 }
