@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|err| err.format(&mut cmd::Cli::command()).exit());
     match cmd::run(cli, &matches) {
         Ok(code) => code,
+        Err(err) if cmd::out::is_closed(&err) => ExitCode::from(cmd::out::CLOSED_EXIT),
         Err(err) => {
             eprintln!("atelier: error: {}", one_line(&err));
             ExitCode::from(cmd::exit::code(&err))

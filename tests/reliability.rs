@@ -1,7 +1,8 @@
 //! Hostile files and hostile conditions, end to end through the real binary: pickles that would
 //! run code, pictures and model headers that declare more than they hold, full and read-only
 //! disks (tmpfs mounted by the test; skipped with a message where mounting is not allowed),
-//! ffmpeg killed mid-video, training killed at random moments, and stylize interrupted.
+//! ffmpeg killed mid-video, training killed at random moments, stylize interrupted, and a
+//! standard output closed by its reader.
 
 mod infer_support;
 
@@ -111,6 +112,14 @@ fn photo_folder(dir: &Path, photo: &str, copies: usize) -> PathBuf {
         std::fs::copy(repo_photo(photo), dir.join(format!("photo{i:02}.png"))).unwrap();
     }
     dir.to_path_buf()
+}
+
+/// Width and height of a bundled photo.
+fn photo_size(photo: &str) -> (u32, u32) {
+    image::open(repo_photo(photo))
+        .unwrap()
+        .to_rgb8()
+        .dimensions()
 }
 
 /// Every output under `dir` decodes fully to `expected` pixels.
@@ -569,9 +578,51 @@ fn interrupted_stylize_finishes_the_images_in_flight_and_stops() {
         "{message}"
     );
     assert_eq!(temporaries(&out), Vec::<String>::new());
-    let (width, height) = image::open(repo_photo("astronaut.png"))
-        .unwrap()
-        .to_rgb8()
-        .dimensions();
-    assert_complete_images(&out, (width, height));
+    assert_complete_images(&out, photo_size("astronaut.png"));
+}
+
+/// `atelier ... | head`: the reader goes away (JSON records, a picture on `-o -`). The command
+/// stops as after a signal, quietly, with the code a shell gives a program SIGPIPE stopped.
+#[test]
+fn a_closed_standard_output_stops_the_command_quietly_with_141() {
+    let spawn_closed = |command: &mut Command| {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // before the command writes anything
+        child.wait_with_output().unwrap()
+    };
+    let listed = spawn_closed(atelier().arg("styles"));
+    assert_eq!(listed.status.code(), Some(141), "{}", stderr(&listed));
+    assert_eq!(stderr(&listed), "");
+
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let photos = photo_folder(&dir.path().join("photos"), "astronaut.png", 40);
+    let out = dir.path().join("out");
+    let stylized = spawn_closed(
+        atelier()
+            .args(["stylize", path_str(&photos), "-o", path_str(&out)])
+            .args(["-m", path_str(&model), "--device", "cpu", "--json"]),
+    );
+    assert_eq!(stylized.status.code(), Some(141), "{}", stderr(&stylized));
+    assert_eq!(stderr(&stylized), "");
+    assert!(files_under(&out).len() < 40);
+    assert_eq!(temporaries(&out), Vec::<String>::new());
+    assert_complete_images(&out, photo_size("astronaut.png"));
+
+    let piped = spawn_closed(atelier().args([
+        "stylize",
+        path_str(&repo_photo("astronaut.png")),
+        "-o",
+        "-",
+        "-m",
+        path_str(&model),
+        "--device",
+        "cpu",
+    ]));
+    assert_eq!(piped.status.code(), Some(141), "{}", stderr(&piped));
+    assert_eq!(stderr(&piped), "");
 }

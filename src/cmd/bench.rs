@@ -3,6 +3,7 @@
 //! summary line with the median and the process's peak resident memory. `bench/run.py` drives
 //! it side by side with PyTorch and ONNX Runtime and writes `BENCHMARKS.md`.
 
+use super::out;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -263,7 +264,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     if args.serve {
         // Set up: the driver starts the next program only now, so set-ups never overlap runs.
-        println!("{}", json!({"ready": true}));
+        out::line(json!({"ready": true}))?;
     }
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
@@ -278,17 +279,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let result = task().during_work()?;
         let seconds = started.elapsed().as_secs_f64();
         let warmup = index < args.warmup;
-        println!(
+        out::line(format_args!(
             "{}",
             json!({"warmup": warmup, "seconds": seconds, "items": result.items, "extra": result.extra})
-        );
+        ))?;
         if !warmup {
             times.push(seconds / result.items.max(1e-12));
             extras.push(result.extra);
         }
     }
     let median = median(&times);
-    println!(
+    out::line(format_args!(
         "{}",
         json!({
             "summary": true,
@@ -303,7 +304,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "peak_rss_mib": peak_rss_mib(),
             "error_vs_f32": error_vs_f32,
         })
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -342,10 +343,10 @@ fn serve_task(
         }
         sync(device);
         let rate = (calls * batch) as f64 / started.elapsed().as_secs_f64();
-        println!(
+        out::line(format_args!(
             "{}",
             json!({"bare": true, "batch": batch, "images_per_second": rate})
-        );
+        ))?;
         bare = bare.max(rate);
     }
     drop(stylizer);
@@ -425,11 +426,11 @@ fn serve_task(
             "p50_ms": percentile(&latencies, 0.50) * 1e3,
             "p99_ms": percentile(&latencies, 0.99) * 1e3,
         });
-        println!("{level}");
+        out::line(&level)?;
         levels.push(level);
     }
     server.stop()?;
-    println!(
+    out::line(format_args!(
         "{}",
         json!({
             "summary": true,
@@ -444,7 +445,7 @@ fn serve_task(
             "levels": levels,
             "peak_rss_mib": peak_rss_mib(),
         })
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,6 +1,7 @@
 //! `atelier eval`: the perceptual losses of stylizations, measured with the fixed yardstick of
 //! `models::eval` (VGG-19, content relu4_2, style relu1_1 … relu5_1), per photo and on average.
 
+use super::out;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -176,9 +177,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "images": rows.iter().map(|r| row_json(&r.name, &r.measurement)).collect::<Vec<_>>(),
             "mean": row_json("mean", &mean),
         });
-        println!("{record}");
+        out::line(&record)?;
     } else {
-        print_table(&rows, &mean);
+        print_table(&rows, &mean)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -212,7 +213,7 @@ fn mean(rows: &[Row]) -> Measurement {
     }
 }
 
-fn print_table(rows: &[Row], mean: &Measurement) {
+fn print_table(rows: &[Row], mean: &Measurement) -> anyhow::Result<()> {
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(5).max(5);
     let mut header = format!(
         "{:<width$}  {:>10}  {:>10}  {:>10}",
@@ -222,7 +223,7 @@ fn print_table(rows: &[Row], mean: &Measurement) {
         header.push_str(&format!("  {:>10}", tap.to_string()));
     }
     header.push_str(&format!("  {:>10}", "tv"));
-    println!("{header}");
+    out::line(&header)?;
     let line = |name: &str, m: &Measurement| {
         let mut text = format!(
             "{name:<width$}  {:>10.4e}  {:>10.4e}  {:>10.4e}",
@@ -234,14 +235,15 @@ fn print_table(rows: &[Row], mean: &Measurement) {
             text.push_str(&format!("  {value:>10.4e}"));
         }
         text.push_str(&format!("  {:>10.4e}", m.tv));
-        println!("{text}");
+        out::line(&text)
     };
     for row in rows {
-        line(&row.name, &row.measurement);
+        line(&row.name, &row.measurement)?;
     }
     if rows.len() > 1 {
-        line("mean", mean);
+        line("mean", mean)?;
     }
+    Ok(())
 }
 
 /// Files as given; folders' image files, sorted.

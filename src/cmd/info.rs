@@ -1,5 +1,6 @@
 //! `atelier info`: what this build runs on.
 
+use super::out;
 use serde::Serialize;
 use std::process::ExitCode;
 
@@ -55,25 +56,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         mkldnn: tch::utils::has_mkldnn(),
     };
     if args.json {
-        println!("{}", serde_json::to_string(&info)?);
+        out::line(serde_json::to_string(&info)?)?;
     } else {
-        println!("atelier        {}", info.atelier_version);
-        println!("libtorch       {}", info.libtorch_version);
+        out::line(format_args!("atelier        {}", info.atelier_version))?;
+        out::line(format_args!("libtorch       {}", info.libtorch_version))?;
         if let Some(path) = &info.libtorch_path {
-            println!("libtorch path  {path}");
+            out::line(format_args!("libtorch path  {path}"))?;
         }
-        println!("cuda           {}", yes_no(info.cuda_available));
-        println!("cuda devices   {}", info.cuda_device_count);
+        out::line(format_args!(
+            "cuda           {}",
+            yes_no(info.cuda_available)
+        ))?;
+        out::line(format_args!("cuda devices   {}", info.cuda_device_count))?;
         for (index, name) in info.cuda_devices.iter().enumerate() {
-            println!("  cuda:{index}       {name}");
+            out::line(format_args!("  cuda:{index}       {name}"))?;
         }
         match info.cudnn_version {
-            Some(version) => println!("cudnn          {version}"),
-            None => println!("cudnn          no"),
+            Some(version) => out::line(format_args!("cudnn          {version}"))?,
+            None => out::line("cudnn          no")?,
         }
-        println!("threads        {}", info.threads);
-        println!("cpu bf16       {}", yes_no(info.cpu_bf16));
-        println!("mkldnn         {}", yes_no(info.mkldnn));
+        out::line(format_args!("threads        {}", info.threads))?;
+        out::line(format_args!("cpu bf16       {}", yes_no(info.cpu_bf16)))?;
+        out::line(format_args!("mkldnn         {}", yes_no(info.mkldnn)))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! `atelier inspect`: what a model file says about itself.
 
+use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,33 +23,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "styles": meta.styles,
             "training": meta.training,
         });
-        println!("{json}");
+        out::line(&json)?;
         return Ok(ExitCode::SUCCESS);
     }
     let spec = &meta.spec;
-    println!("model          {}", args.model.display());
-    println!(
+    out::line(format_args!("model          {}", args.model.display()))?;
+    out::line(format_args!(
         "format         {} v{}",
         models::file::FORMAT_NAME,
         models::file::FORMAT_VERSION
-    );
-    println!(
+    ))?;
+    out::line(format_args!(
         "styles         {} ({})",
         meta.styles.len(),
         meta.styles.join(", ")
-    );
-    println!(
+    ))?;
+    out::line(format_args!(
         "network        down {:?}, {} residual blocks, up {:?}, {}x{} outer kernels",
         spec.down_channels, spec.res_blocks, spec.up_channels, spec.outer_kernel, spec.outer_kernel
-    );
-    println!(
+    ))?;
+    out::line(format_args!(
         "               {:?} upsampling, {:?} padding, conv bias {}, norm after last {}, output {:?}",
         spec.upsample, spec.padding, spec.conv_bias, spec.norm_after_last, spec.output
-    );
-    println!(
+    ))?;
+    out::line(format_args!(
         "cost           {:.1} GFLOP per megapixel",
         spec.flops_per_pixel() * 1e6 / 1e9
-    );
+    ))?;
     if let Some(training) = &meta.training {
         // Converted models carry only provenance: show the fields that say something.
         let fields = serde_json::to_value(training)?;
@@ -68,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            println!("{:<15}{text}", format!("{key}"));
+            out::line(format_args!("{:<15}{text}", format!("{key}")))?;
         }
     }
     Ok(ExitCode::SUCCESS)

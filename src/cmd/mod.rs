@@ -9,6 +9,7 @@ mod eval;
 mod info;
 mod inspect;
 mod optimize;
+pub mod out;
 mod serve;
 mod sheet;
 mod style_vector;

@@ -1,6 +1,7 @@
 //! `atelier optimize`: style transfer by optimization (Gatys et al. 2016) — no network, the
 //! pixels themselves are optimised through the VGG, coarse to fine.
 
+use super::out;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -314,7 +315,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .collect::<serde_json::Map<_, _>>(),
             },
         });
-        println!("{record}");
+        out::line(&record)?;
     }
     if !args.quiet {
         eprintln!(

@@ -1,5 +1,6 @@
 //! `atelier serve`: the styles over HTTP (an API and a page), until SIGINT or SIGTERM.
 
+use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -77,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if catalogue.models.len() == 1 { "" } else { "s" }
     );
     // The one line on stdout, for scripts and tests that start the server on port 0.
-    println!("listening on http://{}", server.addr());
+    out::line(format_args!("listening on http://{}", server.addr()))?;
     server.run_until_signal()?;
     eprintln!("atelier: stopped");
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! `atelier styles`: the styles a model offers.
 
+use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,14 +30,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         let json =
             serde_json::json!({ "model": name, "styles": meta.styles, "default": default_style });
-        println!("{json}");
+        out::line(&json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out::line(format_args!(
         "{} style{} in {name}:",
         meta.styles.len(),
         if meta.styles.len() == 1 { "" } else { "s" }
-    );
+    ))?;
     for (index, style) in meta.styles.iter().enumerate() {
         let default = if index == default_style {
             "  (default)"
@@ -44,21 +45,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ""
         };
         if *style == index.to_string() {
-            println!("  {index:>3}{default}");
+            out::line(format_args!("  {index:>3}{default}"))?;
         } else {
-            println!("  {index:>3}  {style}{default}");
+            out::line(format_args!("  {index:>3}  {style}{default}"))?;
         }
     }
     if meta.styles.len() > 1 {
-        println!("pick one with --style I, or mix with --style I:W,J:W (weights are normalised)");
+        out::line("pick one with --style I, or mix with --style I:W,J:W (weights are normalised)")?;
     }
     if args.model.is_none() {
-        println!(
+        out::line(format_args!(
             "any picture as a style, no training: --style-image painting.jpg runs the built-in \
              arbitrary-style network ({}, Ghiasi et al. 2017); mix pictures with \
              --style-image a.jpg:0.7,b.jpg:0.3, save a picture's vector with `atelier style-vector`",
             infer::builtin::ARBITRARY_NAME
-        );
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! `atelier stylize`: photos, folders (mirrored under `-o`) and stdin/stdout through a style
 //! network, as a decode → network → encode pipeline.
 
+use super::out;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -197,7 +198,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         (jobs, Vec::new())
     };
-    report_skipped(&existing, args.json, args.quiet);
+    report_skipped(&existing, args.json, args.quiet)?;
     let options = PipelineOptions {
         resize,
         tile: args.tile,
@@ -235,14 +236,14 @@ pub fn finish_or_interrupted(
 }
 
 /// The outputs `--skip-existing` left alone: one JSON record each, or one line in all.
-fn report_skipped(skipped: &[infer::Job], json: bool, quiet: bool) {
+fn report_skipped(skipped: &[infer::Job], json: bool, quiet: bool) -> anyhow::Result<()> {
     if json {
         for job in skipped {
             print_json(serde_json::json!({
                 "status": "skipped",
                 "input": job.source.display(),
                 "output": job.target.display(),
-            }));
+            }))?;
         }
     } else if !quiet && !skipped.is_empty() {
         eprintln!(
@@ -250,12 +251,11 @@ fn report_skipped(skipped: &[infer::Job], json: bool, quiet: bool) {
             skipped.len()
         );
     }
+    Ok(())
 }
 
-fn print_json(record: serde_json::Value) {
-    if let Ok(line) = serde_json::to_string(&record) {
-        println!("{line}");
-    }
+fn print_json(record: serde_json::Value) -> anyhow::Result<()> {
+    out::line(record)
 }
 
 /// Runs the pipeline (one worker per stylizer) with a progress bar (several files on a
@@ -269,14 +269,36 @@ pub fn run_jobs(
 ) -> anyhow::Result<infer::Summary> {
     let show = jobs.len() > 1 && !json && !quiet && std::io::stderr().is_terminal();
     let bar = progress_bar(show, Some(jobs.len() as u64), IMAGES);
-    let stdout = Mutex::new(());
+    // The first error writing a record; it stops the run as a signal would (`| head`).
+    let stdout_error = Mutex::new(None);
+    let raise_stop = || {
+        if let Some(interrupt) = &options.interrupt {
+            interrupt.store(out::SIGPIPE, Ordering::SeqCst);
+        }
+    };
+    let stop_for = |e: anyhow::Error| {
+        if let Ok(mut first_error) = stdout_error.lock() {
+            first_error.get_or_insert(e);
+        }
+        raise_stop();
+    };
+    let print = |record: serde_json::Value| {
+        let Ok(mut first_error) = stdout_error.lock() else {
+            return;
+        };
+        if first_error.is_none() {
+            if let Err(e) = print_json(record) {
+                *first_error = Some(e);
+                raise_stop();
+            }
+        }
+    };
     let on_done = |outcome: infer::Outcome| {
         match outcome {
             Ok(record) if json => {
                 let mut record = serde_json::to_value(&record).unwrap_or_default();
                 record["status"] = "done".into();
-                let _lock = stdout.lock();
-                print_json(record);
+                print(record);
             }
             Ok(record) if !quiet && record.output != "-" => bar.suspend(|| {
                 eprintln!(
@@ -285,6 +307,7 @@ pub fn run_jobs(
                 )
             }),
             Ok(_) => {}
+            Err(failure) if is_closed_stdout(&failure.error) => stop_for(out::Closed.into()),
             Err(failure) => {
                 let message = failure.error.to_string();
                 let message = if message.contains(&failure.input) {
@@ -294,8 +317,7 @@ pub fn run_jobs(
                 };
                 bar.suspend(|| eprintln!("atelier: {message}"));
                 if json {
-                    let _lock = stdout.lock();
-                    print_json(serde_json::json!({
+                    print(serde_json::json!({
                         "status": "failed",
                         "input": failure.input,
                         "error": message,
@@ -307,7 +329,16 @@ pub fn run_jobs(
     };
     let summary = infer::pipeline::run_workers(stylizers, jobs, options, &on_done).during_work()?;
     bar.finish_and_clear();
+    if let Some(e) = stdout_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
     Ok(summary)
+}
+
+/// Whether a picture for `-o -` met a closed standard output.
+fn is_closed_stdout(error: &infer::Error) -> bool {
+    matches!(error, infer::Error::Write { path, source }
+        if path.as_os_str() == "-" && source.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Exit code 1 with a count when some inputs failed.

@@ -6,6 +6,7 @@
 //! the current step, save a checkpoint and exit 130/143 with the command that resumes; a
 //! second signal exits at once.
 
+use super::out;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -417,11 +418,11 @@ pub fn run(args: Args, given: &Given) -> anyhow::Result<ExitCode> {
     match outcome {
         Ok(Outcome::Finished) => {
             if !args.quiet {
-                println!(
+                out::line(format_args!(
                     "wrote {} after {} steps",
                     config.output.display(),
                     trainer.step
-                );
+                ))?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,6 +1,7 @@
 //! `atelier video`: a video through a style network with `ffmpeg` decoding and encoding, or a
 //! folder of frames into a folder of stylized frames.
 
+use super::out;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.skip_existing && args.output.is_file() {
         if args.json {
             let record = serde_json::json!({"status": "skipped", "input": args.input, "output": args.output});
-            println!("{record}");
+            out::line(&record)?;
         } else if !args.quiet {
             eprintln!("atelier: {} exists, skipped", args.output.display());
         }
@@ -174,7 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     .during_work()?;
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        out::line(serde_json::to_string(&report)?)?;
     } else if !args.quiet {
         let part = match (&report.segment, report.first_frame) {
             (Some(segment), Some(first)) => format!("segment {segment} from frame {first}, "),

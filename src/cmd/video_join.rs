@@ -1,6 +1,7 @@
 //! `atelier video-join`: the parts `atelier video --segment` wrote, joined into one video
 //! without re-encoding, with the original's sound.
 
+use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot join into {}", args.output.display()))
         .during_work()?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        out::line(serde_json::to_string(&report)?)?;
     } else if !args.quiet {
         eprintln!(
             "{} parts -> {} ({} frames, {:.1} s)",
