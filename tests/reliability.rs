@@ -1,8 +1,8 @@
 //! Hostile files and hostile conditions, end to end through the real binary: pickles that would
 //! run code, pictures and model headers that declare more than they hold, full and read-only
 //! disks (tmpfs mounted by the test; skipped with a message where mounting is not allowed),
-//! ffmpeg killed mid-video, training killed at random moments, stylize interrupted, and a
-//! standard output closed by its reader.
+//! ffmpeg killed mid-video, training killed at random moments, stylize and video interrupted,
+//! and a standard output closed by its reader.
 
 mod infer_support;
 
@@ -416,11 +416,9 @@ fn ffmpeg_children(pid: u32) -> Vec<u32> {
     found
 }
 
-#[test]
-fn ffmpeg_killed_mid_video_is_named_and_leaves_no_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = random_johnson(dir.path());
-    let clip = dir.path().join("clip.mp4");
+/// `atelier video` of a 40 s clip (made in `dir`) into `out`, once both its ffmpeg are running.
+fn video_under_way(dir: &Path, model: &Path, out: &Path, extra: &[&str]) -> Child {
+    let clip = dir.join("clip.mp4");
     ffmpeg(&[
         "-f",
         "lavfi",
@@ -430,17 +428,10 @@ fn ffmpeg_killed_mid_video_is_named_and_leaves_no_output() {
         "yuv420p",
         path_str(&clip),
     ]);
-    let out = dir.path().join("out.mp4");
     let child = atelier()
-        .args([
-            "video",
-            path_str(&clip),
-            "-o",
-            path_str(&out),
-            "-m",
-            path_str(&model),
-        ])
-        .args(["--device", "cpu", "--threads", "1", "--quiet"])
+        .args(["video", path_str(&clip), "-o", path_str(out)])
+        .args(["-m", path_str(model), "--device", "cpu", "--threads", "1"])
+        .args(extra)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -448,6 +439,16 @@ fn ffmpeg_killed_mid_video_is_named_and_leaves_no_output() {
     wait_for("ffmpeg to start", Duration::from_secs(60), || {
         ffmpeg_children(pid).len() == 2
     });
+    child
+}
+
+#[test]
+fn ffmpeg_killed_mid_video_is_named_and_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let out = dir.path().join("out.mp4");
+    let child = video_under_way(dir.path(), &model, &out, &["--quiet"]);
+    let pid = child.id();
     std::thread::sleep(Duration::from_millis(100));
     let victim = *ffmpeg_children(pid)
         .first()
@@ -461,6 +462,34 @@ fn ffmpeg_killed_mid_video_is_named_and_leaves_no_output() {
     let message = one_error_line(&output);
     assert_eq!(output.status.code(), Some(1), "{message}");
     assert!(message.contains("ffmpeg"), "{message}");
+    assert!(!out.exists());
+    assert_eq!(temporaries(dir.path()), Vec::<String>::new());
+}
+
+/// Ctrl-C in a terminal: SIGINT reaches atelier and its two ffmpeg children at once.
+#[test]
+fn interrupted_video_removes_its_partial_file_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_johnson(dir.path());
+    let out = dir.path().join("out.mp4");
+    let child = video_under_way(dir.path(), &model, &out, &[]);
+    let pid = child.id();
+    std::thread::sleep(Duration::from_millis(500));
+    let group: Vec<String> = [pid]
+        .into_iter()
+        .chain(ffmpeg_children(pid))
+        .map(|p| p.to_string())
+        .collect();
+    assert!(Command::new("kill")
+        .arg("-INT")
+        .args(&group)
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().unwrap();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{message}");
+    assert!(message.contains("interrupted: "), "{message}");
     assert!(!out.exists());
     assert_eq!(temporaries(dir.path()), Vec::<String>::new());
 }

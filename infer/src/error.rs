@@ -29,6 +29,8 @@ pub enum Error {
     Invalid(String),
     #[error("`{0}` was not found: install FFmpeg (Debian/Ubuntu: `sudo apt-get install ffmpeg`)")]
     FfmpegMissing(&'static str),
+    #[error("interrupted")]
+    Interrupted,
     #[error("{program} failed on {path}: {reason}")]
     Ffmpeg {
         program: &'static str,

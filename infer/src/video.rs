@@ -10,8 +10,9 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tch::Tensor;
@@ -41,6 +42,9 @@ pub struct VideoOptions {
     pub preset: Option<String>,
     /// Only this segment of the video (see [`crate::segment`]); `None`: all of it.
     pub segment: Option<SegmentPlan>,
+    /// Set to non-zero (by a signal handler) to stop: no further frame enters the network, the
+    /// partial file is removed and the run ends with [`Error::Interrupted`].
+    pub interrupt: Option<Arc<AtomicUsize>>,
 }
 
 impl Default for VideoOptions {
@@ -53,6 +57,7 @@ impl Default for VideoOptions {
             max_batch: 4,
             preset: None,
             segment: None,
+            interrupt: None,
         }
     }
 }
@@ -74,6 +79,13 @@ pub struct VideoReport {
 }
 
 impl VideoOptions {
+    /// Whether the run was told to stop.
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|signal| signal.load(Ordering::SeqCst) != 0)
+    }
+
     fn encoder(&self) -> EncoderSettings<'_> {
         EncoderSettings {
             codec: &self.codec,
@@ -332,6 +344,7 @@ pub fn stylize_probed_video(
         options,
         on_frame,
     )
+    .and_then(|frames| interrupted_or(options, frames))
     .and_then(|frames| match &options.segment {
         Some(plan) if frames != plan.frames => Err(Error::Invalid(format!(
             "{}: segment {} gave {frames} frames, not the {} planned from frame {}",
@@ -347,7 +360,14 @@ pub fn stylize_probed_video(
         Ok(frames)
     });
     let _ = std::fs::remove_file(&temporary);
-    let frames = result?;
+    // A terminal's Ctrl-C reaches the ffmpeg children too: their errors are the interruption's.
+    let frames = result.map_err(|e| {
+        if options.interrupted() {
+            Error::Interrupted
+        } else {
+            e
+        }
+    })?;
     Ok(VideoReport {
         input: input.display().to_string(),
         output: output.display().to_string(),
@@ -418,9 +438,8 @@ pub fn stylize_video_on_workers(
             .collect();
         crate::pipeline::join_workers(workers)
     });
-    let result = results
-        .into_iter()
-        .collect::<Result<Vec<_>>>()
+    let result = interrupted_or(options, results)
+        .and_then(|results| results.into_iter().collect::<Result<Vec<_>>>())
         .and_then(|_| join(&plan_join(&parts)?, output, Some(input)));
     for part in &parts {
         let _ = std::fs::remove_file(part);
@@ -437,6 +456,14 @@ pub fn stylize_video_on_workers(
         segment: None,
         first_frame: None,
     })
+}
+
+/// `value`, or [`Error::Interrupted`] once the run was told to stop.
+fn interrupted_or<T>(options: &VideoOptions, value: T) -> Result<T> {
+    if options.interrupted() {
+        return Err(Error::Interrupted);
+    }
+    Ok(value)
 }
 
 /// Moves the encoded file into place, adding the input's rotation: ffmpeg writes a rotation
@@ -646,6 +673,9 @@ fn network_stage(
     // A segment's warm-up frames only feed the smoother.
     let mut warm = options.segment.as_ref().map_or(0, |s| s.warm_frames);
     while let Ok(first) = frames.recv() {
+        if options.interrupted() {
+            return Ok(()); // the decoder stops on its closed pipe, the encoder on its end
+        }
         let mut batch = vec![first];
         while batch.len() < options.max_batch.max(1) {
             match frames.try_recv() {

@@ -3,7 +3,6 @@
 //! summary line with the median and the process's peak resident memory. `bench/run.py` drives
 //! it side by side with PyTorch and ONNX Runtime and writes `BENCHMARKS.md`.
 
-use super::out;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,6 +17,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::common::{at_least_one, DeviceArg};
 use super::exit::DuringWork;
+use super::out;
 
 /// `RunArgs` with a benchmark's defaults: the CPU and 2 threads, so a timing does not depend
 /// on what the machine happens to have (`bench/run.py` passes its own).

@@ -1,7 +1,6 @@
 //! `atelier eval`: the perceptual losses of stylizations, measured with the fixed yardstick of
 //! `models::eval` (VGG-19, content relu4_2, style relu1_1 … relu5_1), per photo and on average.
 
-use super::out;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,6 +12,7 @@ use tch::{Device, Tensor};
 
 use super::common::read_picture;
 use super::optimize::{load_vgg, RuntimeArgs};
+use super::out;
 
 /// Measure how well stylized images hold their photo's content and the style picture's style
 #[derive(clap::Args, Debug)]

@@ -1,8 +1,9 @@
 //! `atelier info`: what this build runs on.
 
-use super::out;
 use serde::Serialize;
 use std::process::ExitCode;
+
+use super::out;
 
 #[derive(clap::Args)]
 pub struct Args {

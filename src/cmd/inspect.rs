@@ -1,8 +1,9 @@
 //! `atelier inspect`: what a model file says about itself.
 
-use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use super::out;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -1,7 +1,6 @@
 //! `atelier optimize`: style transfer by optimization (Gatys et al. 2016) — no network, the
 //! pixels themselves are optimised through the VGG, coarse to fine.
 
-use super::out;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +13,7 @@ use tch::Device;
 
 use super::common::{at_least_one, read_picture, DeviceArg, MaxPixelsArg};
 use super::exit::DuringWork;
+use super::out;
 use trainer::lbfgs::LineSearch;
 use trainer::optimize::{DynamicImage, Event, Init, Method, OptimizeConfig, Scale, StyleImage};
 

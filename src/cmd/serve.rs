@@ -1,6 +1,5 @@
 //! `atelier serve`: the styles over HTTP (an API and a page), until SIGINT or SIGTERM.
 
-use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::common::{at_least_one, check_precision, RunArgs};
+use super::out;
 
 /// Serve the styles over HTTP: a page at / and a JSON/image API under /v1
 #[derive(clap::Args, Debug)]

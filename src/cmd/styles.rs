@@ -1,8 +1,9 @@
 //! `atelier styles`: the styles a model offers.
 
-use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use super::out;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -1,7 +1,6 @@
 //! `atelier stylize`: photos, folders (mirrored under `-o`) and stdin/stdout through a style
 //! network, as a decode → network → encode pipeline.
 
-use super::out;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +16,7 @@ use super::common::{
     check_precision, progress_bar, stop_on_signals, MaxPixelsArg, RunArgs, IMAGES,
 };
 use super::exit::{self, DuringWork};
+use super::out;
 
 /// The network options `stylize` and `video` share.
 #[derive(clap::Args, Debug, Clone)]

@@ -6,7 +6,6 @@
 //! the current step, save a checkpoint and exit 130/143 with the command that resumes; a
 //! second signal exits at once.
 
-use super::out;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,6 +23,7 @@ use trainer::{Checkpoint, Event, LossConvention, Outcome, Overrides};
 
 use super::common::{progress_bar, RunArgs, STEPS};
 use super::exit::{self, DuringWork};
+use super::out;
 
 #[derive(clap::Args)]
 #[command(

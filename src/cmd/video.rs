@@ -1,16 +1,17 @@
 //! `atelier video`: a video through a style network with `ffmpeg` decoding and encoding, or a
 //! folder of frames into a folder of stylized frames.
 
-use super::out;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use infer::{Naming, PipelineOptions, TileMode, VideoOptions};
 
 use super::common::{progress_bar, stop_on_signals, FRAMES};
 use super::exit::DuringWork;
+use super::out;
 use super::stylize::{finish_or_interrupted, run_jobs, NetArgs, DEFAULT_BATCH};
 
 /// Stylize a video (frames, rate, size, rotation and audio kept) or a folder of frames
@@ -150,6 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| default_batch(stylizers[0].device())),
         preset: args.preset.clone(),
         segment,
+        interrupt: Some(stop_on_signals()?),
     };
     let on_frame = |n: u64| bar.set_position(n);
     let report = if workers > 1 {
@@ -171,9 +173,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &on_frame,
         )
     }
-    .with_context(|| format!("cannot stylize {}", args.input.display()))
-    .during_work()?;
+    .with_context(|| format!("cannot stylize {}", args.input.display()));
     bar.finish_and_clear();
+    if let Some(signal) = interrupted(&report, &options) {
+        eprintln!(
+            "atelier: interrupted: {} not written (the partial file was removed)",
+            args.output.display()
+        );
+        return Ok(ExitCode::from((128 + signal) as u8));
+    }
+    let report = report.during_work()?;
     if args.json {
         out::line(serde_json::to_string(&report)?)?;
     } else if !args.quiet {
@@ -194,6 +203,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The signal that stopped a video run, if one did.
+fn interrupted(
+    report: &anyhow::Result<infer::VideoReport>,
+    options: &VideoOptions,
+) -> Option<usize> {
+    let stopped = report
+        .as_ref()
+        .err()?
+        .chain()
+        .any(|cause| matches!(cause.downcast_ref(), Some(infer::Error::Interrupted)));
+    let signal = options.interrupt.as_ref()?.load(Ordering::SeqCst);
+    (stopped && signal != 0).then_some(signal)
 }
 
 /// A folder of frames: the `stylize` pipeline, mirrored under `-o` with names kept.

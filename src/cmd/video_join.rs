@@ -1,13 +1,13 @@
 //! `atelier video-join`: the parts `atelier video --segment` wrote, joined into one video
 //! without re-encoding, with the original's sound.
 
-use super::out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use super::exit::DuringWork;
+use super::out;
 
 /// Join the parts of `atelier video --segment` into one video (no re-encoding)
 #[derive(clap::Args, Debug)]
