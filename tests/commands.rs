@@ -150,3 +150,38 @@ fn convert_and_inspect_the_onnx_network() {
         stderr(&output)
     );
 }
+
+#[test]
+fn inspect_reads_the_style_predictor_and_says_what_the_arbitrary_network_takes() {
+    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let predictor = assets.join("style_predictor.safetensors");
+    let header = stdout_json(&run(&["inspect", predictor.to_str().unwrap(), "--json"]));
+    assert_eq!(header["format"], "atelier-style-predictor");
+    assert_eq!(header["spec"]["style_dim"], 100);
+    assert_eq!(header["spec"]["input_size"], 256);
+    assert!(header["source"].as_str().unwrap().contains("Ghiasi"));
+
+    let output = run(&["inspect", predictor.to_str().unwrap()]);
+    assert_ok(&output);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("17 inverted residual blocks") && text.contains("a style vector of 100"),
+        "{text}"
+    );
+
+    let output = run(&[
+        "inspect",
+        assets.join("arbitrary.safetensors").to_str().unwrap(),
+    ]);
+    assert_ok(&output);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("any picture"), "{text}");
+    // Every key is followed by at least one space, whatever its length.
+    for line in text.lines() {
+        let key = line.split_whitespace().next().unwrap();
+        assert!(
+            line.starts_with(&format!("{key} ")) || line.starts_with(' '),
+            "{line}"
+        );
+    }
+}

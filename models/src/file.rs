@@ -210,6 +210,13 @@ impl Model {
     }
 }
 
+/// The `format` a safetensors file's header names (`atelier-model`, `atelier-style-predictor`),
+/// if it is one with such a header.
+pub fn header_format(bytes: &[u8]) -> Option<String> {
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
+    metadata.metadata().as_ref()?.get("format").cloned()
+}
+
 /// Reads only the header of a model file (for `atelier inspect` and `atelier styles`).
 pub fn read_meta(path: &Path) -> Result<ModelMeta> {
     let bytes = std::fs::read(path).map_err(|source| Error::Read {

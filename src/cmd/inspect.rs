@@ -3,11 +3,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+use tch::Device;
+
 use super::out;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The model file (.safetensors written by atelier train or atelier convert)
+    /// The model file (.safetensors written by atelier train or atelier convert), or the style
+    /// predictor of arbitrary styles
     model: PathBuf,
     /// Print the header as one JSON object
     #[arg(long)]
@@ -15,6 +19,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(&args.model)
+        .with_context(|| format!("cannot read {}", args.model.display()))?;
+    if models::file::header_format(&bytes).as_deref() == Some(models::predictor::PREDICTOR_FORMAT) {
+        return predictor(&args, &bytes);
+    }
     let meta = models::file::read_meta(&args.model)?;
     if args.json {
         let json = serde_json::json!({
@@ -28,29 +37,50 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let spec = &meta.spec;
-    out::line(format_args!("model          {}", args.model.display()))?;
-    out::line(format_args!(
-        "format         {} v{}",
-        models::file::FORMAT_NAME,
-        models::file::FORMAT_VERSION
-    ))?;
-    out::line(format_args!(
-        "styles         {} ({})",
-        meta.styles.len(),
-        meta.styles.join(", ")
-    ))?;
-    out::line(format_args!(
-        "network        down {:?}, {} residual blocks, up {:?}, {}x{} outer kernels",
-        spec.down_channels, spec.res_blocks, spec.up_channels, spec.outer_kernel, spec.outer_kernel
-    ))?;
-    out::line(format_args!(
-        "               {:?} upsampling, {:?} padding, conv bias {}, norm after last {}, output {:?}",
-        spec.upsample, spec.padding, spec.conv_bias, spec.norm_after_last, spec.output
-    ))?;
-    out::line(format_args!(
-        "cost           {:.1} GFLOP per megapixel",
-        spec.flops_per_pixel() * 1e6 / 1e9
-    ))?;
+    row("model", args.model.display())?;
+    row(
+        "format",
+        format_args!(
+            "{} v{}",
+            models::file::FORMAT_NAME,
+            models::file::FORMAT_VERSION
+        ),
+    )?;
+    match spec.style_vector_dim() {
+        Some(dim) => row(
+            "styles",
+            format_args!("any picture, through the style predictor (style vectors of {dim})"),
+        )?,
+        None => row(
+            "styles",
+            format_args!("{} ({})", meta.styles.len(), meta.styles.join(", ")),
+        )?,
+    }
+    row(
+        "network",
+        format_args!(
+            "down {:?}, {} residual blocks, up {:?}, {}x{} outer kernels",
+            spec.down_channels,
+            spec.res_blocks,
+            spec.up_channels,
+            spec.outer_kernel,
+            spec.outer_kernel
+        ),
+    )?;
+    row(
+        "",
+        format_args!(
+            "{:?} upsampling, {:?} padding, conv bias {}, norm after last {}, output {:?}",
+            spec.upsample, spec.padding, spec.conv_bias, spec.norm_after_last, spec.output
+        ),
+    )?;
+    row(
+        "cost",
+        format_args!(
+            "{:.1} GFLOP per megapixel",
+            spec.flops_per_pixel() * 1e6 / 1e9
+        ),
+    )?;
     if let Some(training) = &meta.training {
         // Converted models carry only provenance: show the fields that say something.
         let fields = serde_json::to_value(training)?;
@@ -70,8 +100,56 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            out::line(format_args!("{:<15}{text}", format!("{key}")))?;
+            row(key, text)?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One `key  value` line, values aligned.
+fn row(key: &str, value: impl std::fmt::Display) -> anyhow::Result<()> {
+    out::line(format_args!("{key:<15} {value}"))
+}
+
+/// The style predictor of arbitrary styles (`atelier-style-predictor`).
+fn predictor(args: &Args, bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    let loaded = models::predictor::StylePredictor::from_bytes(bytes, &args.model, Device::Cpu)?;
+    let spec = loaded.spec();
+    if args.json {
+        out::line(serde_json::json!({
+            "format": models::predictor::PREDICTOR_FORMAT,
+            "format_version": models::predictor::PREDICTOR_FORMAT_VERSION,
+            "spec": spec,
+            "source": loaded.source,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let blocks: usize = spec.stages.iter().map(|stage| stage.repeats).sum();
+    row("model", args.model.display())?;
+    row(
+        "format",
+        format_args!(
+            "{} v{}",
+            models::predictor::PREDICTOR_FORMAT,
+            models::predictor::PREDICTOR_FORMAT_VERSION
+        ),
+    )?;
+    row(
+        "network",
+        format_args!(
+            "MobileNet-v2 style predictor: stem {}, {blocks} inverted residual blocks, head {}",
+            spec.stem_channels, spec.head_channels
+        ),
+    )?;
+    row(
+        "input",
+        format_args!(
+            "a style picture at {0}x{0}; out: a style vector of {1}",
+            spec.input_size, spec.style_dim
+        ),
+    )?;
+    if !loaded.source.is_empty() {
+        row("source", &loaded.source)?;
     }
     Ok(ExitCode::SUCCESS)
 }

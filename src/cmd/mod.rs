@@ -126,7 +126,8 @@ enum Command {
     VideoJoin(video_join::Args),
     /// Convert a pytorch/examples (.pth) or Magenta ONNX network into an atelier model file
     Convert(convert::Args),
-    /// Print what a model file says about itself: network, styles, how it was trained
+    /// Print what a model file says about itself: network, styles, how it was trained (also
+    /// reads the style predictor)
     Inspect(inspect::Args),
     /// List the styles of a model (the built-in one by default)
     Styles(styles::Args),
