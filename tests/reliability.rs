@@ -654,4 +654,19 @@ fn a_closed_standard_output_stops_the_command_quietly_with_141() {
     ]));
     assert_eq!(piped.status.code(), Some(141), "{}", stderr(&piped));
     assert_eq!(stderr(&piped), "");
+
+    // Any other failure to write a record is an error of the work: one line, exit 1.
+    let full = atelier()
+        .args(["stylize", path_str(&photos), "-o"])
+        .arg(dir.path().join("full"))
+        .args(["-m", path_str(&model), "--device", "cpu", "--json"])
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let message = one_error_line(&full);
+    assert_eq!(full.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("cannot write to standard output"),
+        "{message}"
+    );
 }

@@ -329,8 +329,10 @@ pub fn run_jobs(
     };
     let summary = infer::pipeline::run_workers(stylizers, jobs, options, &on_done).during_work()?;
     bar.finish_and_clear();
-    if let Some(e) = stdout_error.into_inner().ok().flatten() {
-        return Err(e);
+    match stdout_error.into_inner().ok().flatten() {
+        Some(e) if out::is_closed(&e) => return Err(e), // a quiet exit 141, not a failure
+        Some(e) => return Err(e).during_work(),
+        None => {}
     }
     Ok(summary)
 }
