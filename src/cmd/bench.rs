@@ -279,32 +279,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let result = task().during_work()?;
         let seconds = started.elapsed().as_secs_f64();
         let warmup = index < args.warmup;
-        out::line(format_args!(
-            "{}",
-            json!({"warmup": warmup, "seconds": seconds, "items": result.items, "extra": result.extra})
-        ))?;
+        out::line(
+            json!({"warmup": warmup, "seconds": seconds, "items": result.items, "extra": result.extra}),
+        )?;
         if !warmup {
             times.push(seconds / result.items.max(1e-12));
             extras.push(result.extra);
         }
     }
     let median = median(&times);
-    out::line(format_args!(
-        "{}",
-        json!({
-            "summary": true,
-            "task": format!("{:?}", args.task).to_lowercase(),
-            "net": if args.task == Task::Predict { ARBITRARY } else { &args.net },
-            "precision": precision.to_string(),
-            "device": args.run.device.to_string(),
-            "threads": args.run.threads,
-            "median_seconds_per_item": median,
-            "seconds_per_item": times,
-            "extra": extras,
-            "peak_rss_mib": peak_rss_mib(),
-            "error_vs_f32": error_vs_f32,
-        })
-    ))?;
+    out::line(json!({
+        "summary": true,
+        "task": format!("{:?}", args.task).to_lowercase(),
+        "net": if args.task == Task::Predict { ARBITRARY } else { &args.net },
+        "precision": precision.to_string(),
+        "device": args.run.device.to_string(),
+        "threads": args.run.threads,
+        "median_seconds_per_item": median,
+        "seconds_per_item": times,
+        "extra": extras,
+        "peak_rss_mib": peak_rss_mib(),
+        "error_vs_f32": error_vs_f32,
+    }))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -343,10 +339,7 @@ fn serve_task(
         }
         sync(device);
         let rate = (calls * batch) as f64 / started.elapsed().as_secs_f64();
-        out::line(format_args!(
-            "{}",
-            json!({"bare": true, "batch": batch, "images_per_second": rate})
-        ))?;
+        out::line(json!({"bare": true, "batch": batch, "images_per_second": rate}))?;
         bare = bare.max(rate);
     }
     drop(stylizer);
@@ -430,22 +423,19 @@ fn serve_task(
         levels.push(level);
     }
     server.stop()?;
-    out::line(format_args!(
-        "{}",
-        json!({
-            "summary": true,
-            "task": "serve",
-            "size": format!("{width}x{height}"),
-            "precision": precision.to_string(),
-            "device": args.run.device.to_string(),
-            "threads": args.run.threads,
-            "workers": workers,
-            "server_batch": server_batch,
-            "bare_images_per_second": bare,
-            "levels": levels,
-            "peak_rss_mib": peak_rss_mib(),
-        })
-    ))?;
+    out::line(json!({
+        "summary": true,
+        "task": "serve",
+        "size": format!("{width}x{height}"),
+        "precision": precision.to_string(),
+        "device": args.run.device.to_string(),
+        "threads": args.run.threads,
+        "workers": workers,
+        "server_batch": server_batch,
+        "bare_images_per_second": bare,
+        "levels": levels,
+        "peak_rss_mib": peak_rss_mib(),
+    }))?;
     Ok(ExitCode::SUCCESS)
 }
 
